@@ -1,0 +1,264 @@
+package socket
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/phxgo/phx/channel"
+	"github.com/phxgo/phx/socket/protocol"
+	"github.com/phxgo/phx/socket/pubsub"
+	"github.com/phxgo/phx/transport"
+)
+
+// closeCause is why the server closes a connection: its close code, its
+// reason text, and the reason the channels get.
+type closeCause struct {
+	code    transport.StatusCode
+	text    string
+	channel error
+}
+
+var (
+	closeShutdown     = closeCause{transport.StatusServiceRestart, "server shutting down", channel.Shutdown}
+	closeDisconnect   = closeCause{transport.StatusGoingAway, "disconnected", channel.Closed}
+	closeIdle         = closeCause{transport.StatusGoingAway, "idle timeout", channel.Closed}
+	closeWriteTimeout = closeCause{transport.StatusGoingAway, "write timeout", channel.Closed}
+	closeSlow         = closeCause{transport.StatusTryAgainLater, "slow consumer: outbound queue full", channel.Closed}
+)
+
+// conn is one client connection: a reader goroutine that owns the protocol
+// session, and a writer goroutine that exists only while frames are queued.
+type conn[A any] struct {
+	srv      *Server[A]
+	t        transport.Conn
+	sess     *channel.Session[A]
+	ser      protocol.Serializer
+	socketID string
+
+	lastRead   atomic.Int64 // coarse unix nanoseconds of the last frame read
+	writeStart atomic.Int64 // when the current write batch started; 0 when idle
+
+	mu      sync.Mutex
+	queue   []outFrame
+	spare   []outFrame
+	writing bool
+	closing bool
+	cause   closeCause
+}
+
+type outFrame struct {
+	data   []byte
+	binary bool
+}
+
+func (s *Server[A]) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	cd, err := s.connect(r, "websocket", transport.AuthToken(r.Header))
+	if err != nil {
+		s.logger.Info("websocket connect refused", "remote", r.RemoteAddr, "error", err)
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	t, err := transport.AcceptWebSocket(w, r, transport.WebSocketOptions{MaxFrameSize: s.cfg.MaxFrameSize})
+	if err != nil {
+		s.logger.Info("websocket upgrade failed", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	c := s.newConn(t, cd, "websocket")
+	if c == nil {
+		t.Close(closeShutdown.code, closeShutdown.text)
+		return
+	}
+	// The reader runs on a fresh goroutine so that the HTTP handler's larger
+	// stack and request state are freed: an idle socket then costs little.
+	s.wg.Add(1)
+	go c.readLoop()
+}
+
+// newConn registers a connection and its protocol session; nil after Shutdown.
+func (s *Server[A]) newConn(t transport.Conn, cd connected[A], transportName string) *conn[A] {
+	c := &conn[A]{srv: s, t: t, ser: cd.serializer, socketID: cd.socketID}
+	c.lastRead.Store(s.now.Load())
+	c.sess = channel.NewSession(channel.SessionConfig[A]{
+		Router:      s.cfg.Router,
+		Assigns:     cd.assigns,
+		SocketID:    cd.socketID,
+		ID:          s.connID(),
+		Transport:   transportName,
+		PubSub:      s.ps,
+		Serializer:  cd.serializer,
+		Out:         c,
+		MaxChannels: s.cfg.MaxChannels,
+		Logger:      s.logger,
+		Context:     s.ctx,
+	})
+	if !s.register(c) {
+		return nil
+	}
+	if c.socketID != "" {
+		s.ps.Subscribe(c.socketID, (*idListener[A])(c))
+	}
+	return c
+}
+
+func (c *conn[A]) readLoop() {
+	s := c.srv
+	defer s.wg.Done()
+	for {
+		data, binary, err := c.t.ReadFrame(context.Background())
+		if err != nil {
+			if transport.IsMessageTooBig(err) {
+				c.closeWith(closeCause{transport.StatusMessageTooBig, "frame too large", channel.Closed})
+			}
+			break
+		}
+		c.lastRead.Store(s.now.Load())
+		if !binary && !utf8.Valid(data) {
+			c.closeWith(closeCause{transport.StatusInvalidPayload, "text frame is not valid UTF-8", channel.Closed})
+			break
+		}
+		msg, err := c.ser.Decode(data, binary)
+		if err != nil {
+			code := transport.StatusInvalidPayload
+			if binary {
+				code = transport.StatusUnsupportedData
+			}
+			s.logger.Info("closing connection on a malformed frame", "error", err)
+			c.closeWith(closeCause{code, truncate(err.Error(), 120), channel.Closed})
+			break
+		}
+		c.sess.Handle(msg)
+	}
+	c.finish()
+}
+
+// finish tears the connection down after its reader ended.
+func (c *conn[A]) finish() {
+	s := c.srv
+	if c.socketID != "" {
+		s.ps.Unsubscribe(c.socketID, (*idListener[A])(c))
+	}
+	c.mu.Lock()
+	cause, ours := c.cause, c.closing
+	if !ours {
+		cause = closeCause{channel: channel.Closed}
+		c.closing = true
+	}
+	c.mu.Unlock()
+	c.sess.Close(cause.channel)
+	c.sess.Wait()
+	if !ours {
+		// The client went away; when the server closes, closeWith's
+		// goroutine owns the closing handshake.
+		c.t.CloseNow()
+	}
+	s.unregister(c)
+}
+
+// Send implements channel.Outbox: it queues a frame and wakes the writer.
+// It never blocks; a full queue closes the connection as a slow consumer.
+func (c *conn[A]) Send(data []byte, binary bool) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.queue) >= c.srv.cfg.OutboundQueue {
+		c.mu.Unlock()
+		c.srv.logger.Warn("closing slow consumer", "socket_id", c.socketID)
+		c.closeWith(closeSlow)
+		return
+	}
+	c.queue = append(c.queue, outFrame{data, binary})
+	if !c.writing {
+		c.writing = true
+		c.srv.wg.Add(1)
+		go c.writeLoop()
+	}
+	c.mu.Unlock()
+}
+
+// writeLoop drains the queue in batches, so one wake-up writes every frame
+// queued meanwhile, and exits when the queue is empty.
+func (c *conn[A]) writeLoop() {
+	defer c.srv.wg.Done()
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 || c.closing {
+			c.writing = false
+			c.queue = nil
+			c.mu.Unlock()
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
+
+		c.writeStart.Store(c.srv.now.Load())
+		var err error
+		for _, f := range batch {
+			if err = c.t.WriteFrame(context.Background(), f.data, f.binary); err != nil {
+				break
+			}
+		}
+		c.writeStart.Store(0)
+		clear(batch)
+		c.mu.Lock()
+		if cap(batch) <= 64 {
+			c.spare = batch[:0]
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.t.CloseNow()
+			c.mu.Lock()
+			c.writing = false
+			c.queue = nil
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// closeWith closes the connection once, without blocking the caller: the
+// closing handshake runs on its own goroutine.
+func (c *conn[A]) closeWith(cause closeCause) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.cause = cause
+	c.mu.Unlock()
+	c.srv.wg.Add(1)
+	go func() {
+		defer c.srv.wg.Done()
+		if err := c.t.Close(cause.code, cause.text); err != nil && !errors.Is(err, transport.ErrClosed) {
+			c.t.CloseNow()
+		}
+	}()
+}
+
+// idListener is the connection's subscription to its socket id topic.
+type idListener[A any] conn[A]
+
+// Deliver implements pubsub.Subscriber.
+func (l *idListener[A]) Deliver(m *pubsub.Message) {
+	if m.Event == "disconnect" {
+		(*conn[A])(l).closeWith(closeDisconnect)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,69 @@
+package socket
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/phxgo/phx/socket/protocol"
+)
+
+// Errors a connect attempt can fail with, before or in the Authenticator.
+var (
+	ErrOriginRefused = errors.New("socket: origin not allowed")
+	ErrBadVsn        = protocol.ErrBadVsn
+)
+
+// connected is what a successful connect yields, for either transport.
+type connected[A any] struct {
+	assigns    A
+	serializer protocol.Serializer
+	socketID   string
+}
+
+// connect runs Phoenix's connect steps in order: params, origin, vsn, the
+// Authenticator, the socket id. Any failure means HTTP 403 (LongPoll:
+// {"status":403}); the error says why, for logs.
+func (s *Server[A]) connect(r *http.Request, transport, authToken string) (connected[A], error) {
+	var zero connected[A]
+	if s.isShutdown() {
+		return zero, ErrServerClosed
+	}
+	if !s.originAllowed(r) {
+		return zero, fmt.Errorf("%w: %q", ErrOriginRefused, r.Header.Get("Origin"))
+	}
+	params := ParseParams(r.URL.RawQuery)
+	raw, present := params["vsn"]
+	vsn, isString := raw.(string)
+	if present && !isString {
+		return zero, fmt.Errorf("%w: vsn is not a string", ErrBadVsn)
+	}
+	ser, err := protocol.Negotiate(vsn, present)
+	if err != nil {
+		return zero, err
+	}
+	req := &ConnectRequest{
+		Params:     params,
+		Query:      r.URL.Query(),
+		Header:     r.Header,
+		Origin:     r.Header.Get("Origin"),
+		RemoteAddr: r.RemoteAddr,
+		AuthToken:  authToken,
+		Transport:  transport,
+	}
+	assigns, err := s.cfg.Authenticator.Authenticate(r.Context(), req)
+	if err != nil {
+		return zero, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	c := connected[A]{assigns: assigns, serializer: ser}
+	if s.cfg.ID != nil {
+		c.socketID = s.cfg.ID(assigns)
+	}
+	return c, nil
+}
+
+func (s *Server[A]) isShutdown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shutdown
+}
