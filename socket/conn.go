@@ -78,11 +78,11 @@ func (s *Server[A]) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	// The reader runs on a fresh goroutine so that the HTTP handler's larger
 	// stack and request state are freed: an idle socket then costs little.
-	s.wg.Add(1)
 	go c.readLoop()
 }
 
-// newConn registers a connection and its protocol session; nil after Shutdown.
+// newConn registers a connection and its protocol session; nil after
+// Shutdown. The caller must start c.readLoop, which owns one count of s.wg.
 func (s *Server[A]) newConn(t transport.Conn, cd connected[A], transportName string) *conn[A] {
 	c := &conn[A]{srv: s, t: t, ser: cd.serializer, socketID: cd.socketID}
 	c.lastRead.Store(s.now.Load())

@@ -276,6 +276,9 @@ func (s *Server[A]) register(c *conn[A]) bool {
 		return false
 	}
 	s.conns[c] = struct{}{}
+	// The reader's count is taken under the lock that Shutdown sets its flag
+	// under, so Shutdown's Wait never races with a new connection's Add.
+	s.wg.Add(1)
 	if !s.sweeping {
 		s.sweeping = true
 		s.stopSweep = make(chan struct{})
