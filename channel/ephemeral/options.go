@@ -143,6 +143,7 @@ type FlushError struct {
 	Err     error
 }
 
+// Error describes the key, how much is at stake and whether it is lost.
 func (e *FlushError) Error() string {
 	what := "will retry"
 	if e.Final {

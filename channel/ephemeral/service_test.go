@@ -130,7 +130,7 @@ func TestServicesInOneProcessNeverCollide(t *testing.T) {
 func TestIdleInstanceExpiresAndGoroutineEnds(t *testing.T) {
 	t.Parallel()
 	store := &hookStore[string, counter]{Store: CreateIfMissing[string, counter](NewMemoryStore[string, counter](), nil)}
-	svc := New[string, counter](store, WithIdleTimeout(20*time.Millisecond))
+	svc := New[string, counter](store, WithIdleTimeout(200*time.Millisecond))
 	defer shutdown(t, svc)
 	ctx := context.Background()
 

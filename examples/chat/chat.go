@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/phxgo/phx/channel"
+	"github.com/phxgo/phx/socket"
+)
+
+// cdnPhoenixJS is where the page loads phoenix.js from without a local copy.
+const cdnPhoenixJS = "https://cdn.jsdelivr.net/npm/phoenix@1.8.16/priv/static/phoenix.min.js"
+
+//go:embed index.html
+var assets embed.FS
+
+// Visitor is a connection's assigns: who is chatting, fixed at connect.
+type Visitor struct {
+	Name string
+}
+
+// Message is one chat line.
+type Message struct {
+	User string `json:"user"`
+	Body string `json:"body"`
+	At   int64  `json:"at"` // unix milliseconds
+}
+
+type chat struct {
+	srv       *socket.Server[Visitor]
+	history   *history
+	phoenixJS string
+	page      *template.Template
+}
+
+func newChat(logger *slog.Logger, phoenixJS string) *chat {
+	c := &chat{history: newHistory(50), phoenixJS: phoenixJS}
+	c.page = template.Must(template.ParseFS(assets, "index.html"))
+	router := channel.NewRouter[Visitor]()
+	router.Handle("room:*", func() channel.Handler[Visitor] { return &room{history: c.history} })
+	c.srv = socket.New(socket.Config[Visitor]{
+		Authenticator: socket.AuthenticatorFunc[Visitor](authenticate),
+		Router:        router,
+		Logger:        logger,
+	})
+	return c
+}
+
+// authenticate accepts any visitor with a name of 1 to 32 characters. A real
+// app would verify a signed token here (see package socket/token).
+func authenticate(_ context.Context, req *socket.ConnectRequest) (Visitor, error) {
+	name := strings.TrimSpace(req.Params.Get("name"))
+	if name == "" || utf8.RuneCountInString(name) > 32 {
+		return Visitor{}, errors.New("a name of 1 to 32 characters is required")
+	}
+	return Visitor{Name: name}, nil
+}
+
+func (c *chat) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/socket/", c.srv)
+	mux.HandleFunc("GET /{$}", c.index)
+	if c.phoenixJS != "" {
+		mux.HandleFunc("GET /assets/phoenix.min.js", func(w http.ResponseWriter, r *http.Request) {
+			http.ServeFile(w, r, c.phoenixJS)
+		})
+	}
+	return mux
+}
+
+func (c *chat) index(w http.ResponseWriter, r *http.Request) {
+	src := cdnPhoenixJS
+	if c.phoenixJS != "" {
+		src = "/assets/phoenix.min.js"
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = c.page.Execute(w, map[string]string{"PhoenixJS": src})
+}
+
+func (c *chat) shutdown(ctx context.Context) error { return c.srv.Shutdown(ctx) }
+
+// room is one chat room channel.
+type room struct {
+	history *history
+}
+
+func (r *room) Join(c *channel.Context[Visitor], _ channel.Payload) (channel.Result, error) {
+	return channel.OK(map[string]any{"messages": r.history.list(c.Topic())}), nil
+}
+
+func (r *room) HandleIn(c *channel.Context[Visitor], event string, p channel.Payload) (channel.Result, error) {
+	if event != "new_msg" {
+		return channel.Error(map[string]string{"reason": "unknown event"}), nil
+	}
+	var in struct {
+		Body string `json:"body"`
+	}
+	if err := p.Decode(&in); err != nil || strings.TrimSpace(in.Body) == "" {
+		return channel.Error(map[string]string{"reason": "body required"}), nil
+	}
+	if utf8.RuneCountInString(in.Body) > 2000 {
+		return channel.Error(map[string]string{"reason": "message too long"}), nil
+	}
+	msg := Message{User: c.Assigns().Name, Body: in.Body, At: time.Now().UnixMilli()}
+	r.history.add(c.Topic(), msg)
+	return channel.OK(nil), c.Broadcast("new_msg", msg)
+}
+
+// history keeps the last messages of each room.
+type history struct {
+	mu    sync.Mutex
+	max   int
+	rooms map[string][]Message
+}
+
+func newHistory(max int) *history { return &history{max: max, rooms: map[string][]Message{}} }
+
+func (h *history) add(topic string, m Message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	list := append(h.rooms[topic], m)
+	if len(list) > h.max {
+		list = append([]Message(nil), list[len(list)-h.max:]...)
+	}
+	h.rooms[topic] = list
+}
+
+func (h *history) list(topic string) []Message {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Message{}, h.rooms[topic]...)
+}
