@@ -22,7 +22,8 @@
 // client sends on every connect: either the "token" connect param
 // (phoenix.js new Socket(url, {params: {token}})) or, with phoenix.js 1.8,
 // the authToken option, which arrives in the Sec-WebSocket-Protocol header
-// and which phx exposes in the connect info.
+// (or the X-Phoenix-AuthToken header for LongPoll). Either way it is an
+// ordinary string by the time the Authenticator sees it.
 //
 //	signer, err := token.NewSigner(os.Getenv("SECRET_KEY_BASE"), "user socket")
 //	...

@@ -37,7 +37,8 @@ func FuzzVerify(f *testing.F) {
 			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrExpired) {
 				t.Fatalf("unexpected error class: %v", err)
 			}
-			if strings.Contains(err.Error(), tok) {
+			// Short inputs may occur in any message by chance.
+			if len(tok) >= 12 && strings.Contains(err.Error(), tok) {
 				t.Fatalf("error echoes the token")
 			}
 		default:

@@ -290,7 +290,8 @@ func (s *Signer) seal(d Digest, payload []byte) string {
 // match, then the token must not be older than its max age (the one given
 // with WithMaxAge, else the one embedded in the token) nor signed in the
 // future. Errors match ErrMissing (tok is empty), ErrExpired, or ErrInvalid
-// (anything else) with errors.Is.
+// (anything else) with errors.Is; only an unusable Option, such as
+// WithNow(nil), gives an error matching none of them.
 func (s *Signer) Verify(tok string, opts ...Option) (any, error) {
 	if tok == "" {
 		return nil, ErrMissing
