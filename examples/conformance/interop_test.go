@@ -2,12 +2,16 @@ package main_test
 
 import (
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"go.uber.org/goleak"
 
 	"github.com/phxgo/phx/examples/internal/testenv"
 )
+
+// passRE finds the passed-test count in node:test's spec summary ("ℹ pass 27").
+var passRE = regexp.MustCompile(`(?m)^ℹ pass (\d+)$`)
 
 // TestInterop runs the real phoenix.js suite (js/test, node:test) against the conformance server,
 // once for each phoenix.js release line and serializer version. Rows that do not apply to a
@@ -23,12 +27,15 @@ func TestInterop(t *testing.T) {
 	for _, pkg := range []string{"phoenix17", "phoenix18"} {
 		for _, vsn := range []string{"2.0.0", "1.0.0"} {
 			t.Run(pkg+"_vsn"+vsn, func(t *testing.T) {
-				testenv.RunNode(t, js, []string{
+				out, ok := testenv.RunNode(t, js, []string{
 					"PHX_URL=" + srv.SocketURL("/socket"),
 					"PHX_HTTP=" + srv.URL,
 					"PHOENIX_PKG=" + pkg,
 					"PHX_VSN=" + vsn,
 				}, "--test", "--test-concurrency=1", "--test-reporter=spec", "test/")
+				if m := passRE.FindStringSubmatch(out); ok && (m == nil || m[1] == "0") {
+					t.Errorf("node ran no passing test (summary %q)", m)
+				}
 			})
 		}
 	}
