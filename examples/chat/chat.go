@@ -13,7 +13,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/phxgo/phx/channel"
+	"github.com/phxgo/phx/presence"
 	"github.com/phxgo/phx/socket"
+	"github.com/phxgo/phx/socket/pubsub"
 )
 
 // cdnPhoenixJS is where the page loads phoenix.js from without a local copy.
@@ -36,6 +38,7 @@ type Message struct {
 
 type chat struct {
 	srv       *socket.Server[Visitor]
+	presence  *presence.Tracker
 	history   *history
 	phoenixJS string
 	page      *template.Template
@@ -44,11 +47,16 @@ type chat struct {
 func newChat(logger *slog.Logger, phoenixJS string) *chat {
 	c := &chat{history: newHistory(50), phoenixJS: phoenixJS}
 	c.page = template.Must(template.ParseFS(assets, "index.html"))
+	// The socket server and the presence tracker share one PubSub, so that
+	// presence diffs reach the room's subscribers.
+	ps := pubsub.NewLocal("chat")
+	c.presence = presence.New(ps, presence.WithLogger(logger))
 	router := channel.NewRouter[Visitor]()
-	router.Handle("room:*", func() channel.Handler[Visitor] { return &room{history: c.history} })
+	router.Handle("room:*", func() channel.Handler[Visitor] { return &room{history: c.history, presence: c.presence} })
 	c.srv = socket.New(socket.Config[Visitor]{
 		Authenticator: socket.AuthenticatorFunc[Visitor](authenticate),
 		Router:        router,
+		PubSub:        ps,
 		Logger:        logger,
 	})
 	return c
@@ -85,11 +93,23 @@ func (c *chat) index(w http.ResponseWriter, r *http.Request) {
 	_ = c.page.Execute(w, map[string]string{"PhoenixJS": src})
 }
 
-func (c *chat) shutdown(ctx context.Context) error { return c.srv.Shutdown(ctx) }
+func (c *chat) shutdown(ctx context.Context) error {
+	return errors.Join(c.srv.Shutdown(ctx), c.presence.Shutdown(ctx))
+}
 
 // room is one chat room channel.
 type room struct {
-	history *history
+	history  *history
+	presence *presence.Tracker
+}
+
+// AfterJoin shows the visitor as online (one meta per tab) and sends the
+// joiner the current list; the tracker removes the meta when the channel ends.
+func (r *room) AfterJoin(c *channel.Context[Visitor]) (channel.Result, error) {
+	if _, err := r.presence.Track(c, c.Assigns().Name, map[string]any{"online_at": time.Now().Unix()}); err != nil {
+		return channel.NoReply(), err
+	}
+	return channel.NoReply(), r.presence.PushState(c)
 }
 
 func (r *room) Join(c *channel.Context[Visitor], _ channel.Payload) (channel.Result, error) {
