@@ -19,6 +19,7 @@ import (
 	"github.com/phxgo/phx/channel"
 	"github.com/phxgo/phx/socket/protocol"
 	"github.com/phxgo/phx/socket/pubsub"
+	"github.com/phxgo/phx/transport"
 )
 
 // Defaults of the limits in Config.
@@ -100,6 +101,23 @@ type Config[A any] struct {
 	// a client that falls that far behind is closed with 1013 and reconnects.
 	OutboundQueue int
 
+	// LongPollWindow is how long a LongPoll GET is held waiting for frames
+	// (default DefaultLongPollWindow, 10 s as in Phoenix). A LongPoll session
+	// that gets no poll for 1.5 windows ends, its channels with
+	// channel.Inactive. Proxies in front must allow requests longer than it.
+	// A LongPoll session buffers at most OutboundQueue frames between polls;
+	// overflow ends it.
+	LongPollWindow time.Duration
+	// LongPollKey signs LongPoll session tokens (HMAC-SHA256). Empty means a
+	// random key per Server, which is right for one node. In a cluster, set
+	// the same key on every node: any node can then verify a token and relay
+	// the request to the node owning the session through the PubSub, so no
+	// sticky sessions are needed.
+	LongPollKey []byte
+	// LongPollTokenMaxAge bounds the age of a session token (default
+	// DefaultLongPollTokenMaxAge, 14 days as in Phoenix).
+	LongPollTokenMaxAge time.Duration
+
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -118,15 +136,14 @@ type Server[A any] struct {
 	ctx    context.Context // parent of every channel context; cancelled at shutdown
 	cancel context.CancelFunc
 
-	mu         sync.Mutex
-	conns      map[*conn[A]]struct{}
-	sweeping   bool
-	shutdown   bool
-	stopSweep  chan struct{}
-	wg         sync.WaitGroup // reader, writer and closer goroutines
-	sweeperWG  sync.WaitGroup
-	longpoll   *longPoller[A]
-	lpInitOnce sync.Once
+	mu        sync.Mutex
+	conns     map[*conn[A]]struct{}
+	sweeping  bool
+	shutdown  bool
+	stopSweep chan struct{}
+	wg        sync.WaitGroup // reader, writer and closer goroutines
+	sweeperWG sync.WaitGroup
+	longpoll  *longPoller[A]
 }
 
 // New returns a Server. It panics if Authenticator or Router is nil, or if an
@@ -147,6 +164,12 @@ func New[A any](cfg Config[A]) *Server[A] {
 	if cfg.OutboundQueue == 0 {
 		cfg.OutboundQueue = DefaultOutboundQueue
 	}
+	if cfg.LongPollWindow <= 0 {
+		cfg.LongPollWindow = DefaultLongPollWindow
+	}
+	if cfg.LongPollTokenMaxAge <= 0 {
+		cfg.LongPollTokenMaxAge = DefaultLongPollTokenMaxAge
+	}
 	s := &Server[A]{cfg: cfg, conns: make(map[*conn[A]]struct{})}
 	s.logger = cfg.Logger
 	if s.logger == nil {
@@ -166,6 +189,7 @@ func New[A any](cfg Config[A]) *Server[A] {
 	s.node = s.ps.Node()
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.now.Store(time.Now().UnixNano())
+	s.longpoll = newLongPoller(s)
 	return s
 }
 
@@ -253,6 +277,7 @@ func (s *Server[A]) Shutdown(ctx context.Context) error {
 	go func() {
 		s.wg.Wait()
 		s.sweeperWG.Wait()
+		s.longpoll.wg.Wait()
 		close(done)
 	}()
 	select {
@@ -316,6 +341,11 @@ func (s *Server[A]) sweep(stop chan struct{}) {
 			stale = stale[:0]
 			s.mu.Lock()
 			for c := range s.conns {
+				if _, lp := c.t.(*transport.LongPoll); lp {
+					// phoenix.js sends no heartbeats over LongPoll and
+					// writes never block: sessions expire on missing polls.
+					continue
+				}
 				if c.lastRead.Load() < idle {
 					stale = append(stale, c)
 				} else if w := c.writeStart.Load(); w != 0 && w < stuck {

@@ -1,0 +1,138 @@
+// phoenix.js's own LongPoll transport against the conformance server: session opening (410 + token), held polls,
+// NDJSON batches (over 100 frames split into several POSTs), binary client→server frames as base64 lines, binary
+// replies turned into error replies, the authToken header (1.8), and a server-side disconnect.
+//
+// phoenix.js 1.8 uses fetch when there is no XMLHttpRequest (Node 20 has fetch). 1.7 only knows XMLHttpRequest,
+// so for it this file installs a minimal fetch-backed XMLHttpRequest (just what phoenix.js's Ajax uses) and a
+// `self` global for its bundle to find them. Each test file runs in its own process under node --test, so neither
+// leaks into the WebSocket suites.
+//
+// Over LongPoll phoenix.js always speaks V2 whatever vsn says (it ignores custom encode/decode for LongPoll), and
+// the server does the same, so these tests run unchanged in the vsn 1.0.0 rows.
+import assert from "node:assert/strict"
+import {readFileSync} from "node:fs"
+import {createRequire} from "node:module"
+import {dirname, join} from "node:path"
+import {describe, it} from "node:test"
+
+// Decided before phoenix.js is loaded (by the harness), because phoenix.js 1.7's bundle captures its global object
+// at load time: `self` or `window`, else an undefined `global` (its own variable shadows Node's).
+const pkgName = process.env.PHOENIX_PKG || "phoenix18"
+const pkgMain = createRequire(import.meta.url).resolve(pkgName)
+const legacy = JSON.parse(readFileSync(join(dirname(pkgMain), "../../package.json"), "utf8")).version.startsWith("1.7.")
+if(legacy){
+  if(typeof globalThis.self === "undefined"){ globalThis.self = globalThis }
+  if(typeof globalThis.XMLHttpRequest === "undefined"){ globalThis.XMLHttpRequest = fetchXHR() }
+}
+
+const {Client, TEST_TIMEOUT, env, is18, phoenixVersion, post, uniqueTopic, userReply} = await import("../lib/harness.js")
+const {LongPoll} = await import(env.pkg)
+const opts = {timeout: TEST_TIMEOUT}
+
+/**
+ * A minimal XMLHttpRequest on fetch, just what phoenix.js 1.7's Ajax.xhrRequest uses: open, setRequestHeader,
+ * timeout, send, abort, readyState/responseText/onreadystatechange, onerror, ontimeout.
+ */
+function fetchXHR(){
+  return class FetchXHR {
+    constructor(){
+      this.readyState = 0
+      this.status = 0
+      this.responseText = ""
+      this.timeout = 0
+      this.headers = {}
+      this.controller = new AbortController()
+    }
+    open(method, url){ this.method = method; this.url = url; this.readyState = 1 }
+    setRequestHeader(key, value){ this.headers[key] = value }
+    abort(){ this.aborted = true; this.controller.abort() }
+    send(body){
+      const timer = this.timeout ? setTimeout(() => { this.timedOut = true; this.controller.abort() }, this.timeout) : null
+      fetch(this.url, {method: this.method, headers: this.headers, body: body ?? undefined, signal: this.controller.signal})
+        .then(async resp => {
+          this.status = resp.status
+          this.responseText = await resp.text()
+          clearTimeout(timer)
+          this.readyState = 4
+          if(this.onreadystatechange){ this.onreadystatechange() }
+        })
+        .catch(() => {
+          clearTimeout(timer)
+          if(this.aborted){ return }
+          if(this.timedOut){ this.ontimeout && this.ontimeout() } else { this.onerror && this.onerror() }
+        })
+    }
+  }
+}
+
+/** A phoenix.js client on the LongPoll transport, open. */
+async function longPoll(t, token = "alice", extra = {}){
+  const client = new Client(t, {token, transport: LongPoll, ...extra})
+  await client.opened()
+  assert.ok(client.socket.conn instanceof LongPoll, `not on LongPoll (${phoenixVersion})`)
+  return client
+}
+
+/** An ArrayBuffer payload: phoenix.js sends it as a binary frame, which LongPoll POSTs as a base64 line. */
+function bytes(...values){
+  return new Uint8Array(values).buffer
+}
+
+describe(`LongPoll (phoenix.js ${phoenixVersion})`, () => {
+  it("opens a session, joins, pushes and receives replies and broadcasts", opts, async t => {
+    const client = await longPoll(t, "alice")
+    const topic = uniqueTopic()
+    const channel = await client.joinOk(topic)
+    const echo = await client.push(channel, "echo", {hello: "longpoll"})
+    client.equal(echo, {status: "ok", response: {hello: "longpoll"}}, "echo")
+    const who = await client.push(channel, "whoami")
+    client.equal(who.status, "ok", "whoami")
+
+    const got = client.next(channel, "news")
+    const resp = await post(`/api/broadcast?topic=${encodeURIComponent(topic)}&event=news`, {n: 1})
+    assert.equal(resp.status, 204)
+    client.equal(await got, {n: 1}, "broadcast")
+  })
+
+  it("sends 150 pushes of one tick in batches and gets every reply in order", opts, async t => {
+    const client = await longPoll(t, "bob")
+    const channel = await client.joinOk(uniqueTopic())
+    const replies = []
+    for(let i = 0; i < 150; i++){
+      replies.push(client.push(channel, "echo", {i}, 5000))
+    }
+    const got = await Promise.all(replies)
+    client.equal(got.map(r => r.status), Array(150).fill("ok"), "statuses")
+    client.equal(got.map(r => r.response.i), [...Array(150).keys()], "order")
+  })
+
+  it("carries binary client frames as base64 lines; a binary reply becomes an error reply", opts, async t => {
+    const client = await longPoll(t, "alice")
+    const channel = await client.joinOk(uniqueTopic())
+    const {status, response} = await client.push(channel, "binary_echo", bytes(1, 2, 3))
+    client.equal(status, "error", "binary reply over LongPoll")
+    assert.match(String(response && response.reason), /binary/, `reason ${JSON.stringify(response)}\n${client.transcript()}`)
+    // The session is fine afterwards.
+    client.equal(await client.push(channel, "echo", {after: true}), {status: "ok", response: {after: true}}, "echo after")
+  })
+
+  it("sends authToken as X-Phoenix-AuthToken", {...opts, skip: !is18 && "phoenix.js 1.7 has no authToken"}, async t => {
+    const client = await longPoll(t, "alice", {authToken: "alice"})
+    await client.joinOk(uniqueTopic())
+  })
+
+  it("reconnects after a server-side disconnect", opts, async t => {
+    const client = await longPoll(t, "carol")
+    const channel = await client.joinOk(uniqueTopic())
+    const opens = client.opens
+    const resp = await post(`/api/disconnect?id=${3}`)
+    assert.equal(resp.status, 204)
+    await client.until("socket reopened", 8000, () => client.opens > opens && client.socket.isConnected())
+    if(is18){
+      // 1.8 closes with 3410 (session_gone) and rejoins its channels.
+      await client.until("channel rejoined", 8000, () => channel.state === "joined")
+      client.equal(await client.push(channel, "whoami"), {status: "ok", response: {id: 3, ...userReply("carol")}}, "whoami after rejoin")
+    }
+    // 1.7 adopts the new session without rejoining (a known client bug, phoenix-protocol.md 6.3): only reopening is checked.
+  })
+})
