@@ -8,10 +8,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 
 	"github.com/phxgo/phx/channel"
+	"github.com/phxgo/phx/channel/ephemeral"
+	"github.com/phxgo/phx/presence"
 	"github.com/phxgo/phx/socket"
+	"github.com/phxgo/phx/socket/pubsub"
 )
 
 // User is the assigns of a connection: an immutable snapshot taken at
@@ -26,9 +30,15 @@ type options struct {
 	pubsub, node, db string
 }
 
-// app wires the socket server, its routes and the HTTP helpers.
+// app wires the socket server, its routes and the HTTP helpers, and owns
+// the state the room handlers share: the presence tracker and the user
+// service with its store.
 type app struct {
-	srv *socket.Server[User]
+	srv     *socket.Server[User]
+	tracker *presence.Tracker
+	users   *ephemeral.Service[string, Profile]
+	store   profileStore
+	closeDB func() error
 }
 
 var seedUsers = map[string]User{
@@ -41,21 +51,40 @@ func newApp(opts options, logger *slog.Logger) (*app, error) {
 	if opts.pubsub != "" {
 		return nil, fmt.Errorf("-pubsub %q: cluster adapters are not available in this build", opts.pubsub)
 	}
-	if opts.db != "" {
-		return nil, fmt.Errorf("-db %q: the SQLite store is not available in this build", opts.db)
+	node := opts.node
+	if node == "" {
+		host, _ := os.Hostname()
+		node = host + "-" + strconv.Itoa(os.Getpid())
 	}
+	store, closeDB, err := openStore(context.Background(), opts.db)
+	if err != nil {
+		return nil, err
+	}
+	// One PubSub for the socket server and the tracker: presence diffs
+	// reach clients as broadcasts on the room's topic.
+	ps := pubsub.NewLocal(node)
+	a := &app{
+		tracker: presence.New(ps, presence.WithLogger(logger)),
+		// Nodes sharing one -db file all write the same three keys, so a
+		// save may lose the race many times in a row under load.
+		users:   ephemeral.New(store, ephemeral.WithConflictRetries(1000)),
+		store:   store,
+		closeDB: closeDB,
+	}
+
 	router := channel.NewRouter[User]()
-	router.Handle("room:*", func() channel.Handler[User] { return &room{} }, channel.Intercept("shout"))
+	router.Handle("room:*", func() channel.Handler[User] { return &room{app: a} }, channel.Intercept("shout"))
 	router.Handle("bench:*", func() channel.Handler[User] { return bench{} })
 
-	srv := socket.New(socket.Config[User]{
+	a.srv = socket.New(socket.Config[User]{
 		Authenticator:   socket.AuthenticatorFunc[User](authenticate),
 		Router:          router,
 		ID:              func(u User) string { return "user_socket:" + strconv.Itoa(u.ID) },
+		PubSub:          ps,
 		SkipOriginCheck: true, // the spec accepts any Origin
 		Logger:          logger,
 	})
-	return &app{srv: srv}, nil
+	return a, nil
 }
 
 // authenticate accepts the three seeded users by their token param.
@@ -75,7 +104,17 @@ func (a *app) handler() http.Handler {
 	return mux
 }
 
-func (a *app) shutdown(ctx context.Context) error { return a.srv.Shutdown(ctx) }
+// shutdown closes the sockets first, so that every channel's presence
+// leaves and no handler uses the user service any more, then stops the
+// tracker, flushes the service and closes the database.
+func (a *app) shutdown(ctx context.Context) error {
+	return errors.Join(
+		a.srv.Shutdown(ctx),
+		a.tracker.Shutdown(ctx),
+		a.users.Shutdown(ctx),
+		a.closeDB(),
+	)
+}
 
 // broadcast: POST /api/broadcast?topic=T&event=E with a JSON object body.
 func (a *app) broadcast(w http.ResponseWriter, r *http.Request) {

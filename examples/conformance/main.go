@@ -1,8 +1,11 @@
 // Command conformance serves the app that black-box suites of real Phoenix
 // clients drive (see docs/conformance.md): every protocol feature, on the
-// routes room:* and bench:*, plus two HTTP helpers.
+// routes room:* (with presence) and bench:*, plus two HTTP helpers.
 //
 //	go run ./examples/conformance -addr 127.0.0.1:4000
+//
+// Ratings live in memory, or in a SQLite file with -db PATH, which several
+// processes may share: each rating change is an optimistic, versioned write.
 package main
 
 import (

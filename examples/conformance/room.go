@@ -8,7 +8,9 @@ import (
 )
 
 // room implements room:*, the tour of the channel API.
-type room struct{}
+type room struct {
+	app *app
+}
 
 func (r *room) Join(c *channel.Context[User], params channel.Payload) (channel.Result, error) {
 	if c.Topic() == "room:locked" {
@@ -23,6 +25,17 @@ func (r *room) Join(c *channel.Context[User], params channel.Payload) (channel.R
 	}
 	u := c.Assigns()
 	return channel.OK(map[string]any{"username": u.Username, "rating": u.Rating}), nil
+}
+
+// AfterJoin tracks the user's presence and sends the joiner the current
+// list; the other subscribers get a presence_diff. The presence leaves by
+// itself when the channel ends (leave, crash, disconnect).
+func (r *room) AfterJoin(c *channel.Context[User]) (channel.Result, error) {
+	u := c.Assigns()
+	if _, err := r.app.tracker.Track(c, u.Username, map[string]any{"rating": u.Rating}); err != nil {
+		return channel.NoReply(), err
+	}
+	return channel.NoReply(), r.app.tracker.PushState(c)
 }
 
 func (r *room) HandleIn(c *channel.Context[User], event string, p channel.Payload) (channel.Result, error) {
@@ -61,8 +74,41 @@ func (r *room) HandleIn(c *channel.Context[User], event string, p channel.Payloa
 		return channel.OK(channel.Binary(p.Bytes())), nil
 	case "whoami":
 		return channel.OK(map[string]any{"id": u.ID, "username": u.Username, "rating": u.Rating}), nil
+	case "rate":
+		return r.rate(c, p)
+	case "profile":
+		// From the store itself rather than the service's cache, which
+		// does not see what other nodes sharing the -db file saved.
+		prof, _, err := r.app.store.Load(c.Context(), userKey(u.ID))
+		if err != nil {
+			c.Logger().Warn("profile", "err", err)
+			return channel.Error(map[string]string{"reason": "profile unavailable"}), nil
+		}
+		return channel.OK(map[string]int{"rating": prof.Rating}), nil
 	}
 	return channel.Error(map[string]string{"reason": "unknown event " + event}), nil
+}
+
+// rate applies {"delta": n} to the stored rating. The mutation runs on the
+// service's fresh state, never on the assigns, which keep the connect-time
+// rating for the life of the connection.
+func (r *room) rate(c *channel.Context[User], p channel.Payload) (channel.Result, error) {
+	var in struct {
+		Delta *int `json:"delta"`
+	}
+	if err := p.Decode(&in); err != nil || in.Delta == nil {
+		return channel.Error(map[string]string{"reason": "integer delta expected"}), nil
+	}
+	delta := *in.Delta
+	prof, err := r.app.users.Update(c.Context(), userKey(c.Assigns().ID), func(pr *Profile) error {
+		pr.Rating += delta
+		return nil
+	})
+	if err != nil {
+		c.Logger().Warn("rate", "err", err)
+		return channel.Error(map[string]string{"reason": "rating not saved"}), nil
+	}
+	return channel.OK(map[string]int{"rating": prof.Rating}), nil
 }
 
 // HandleOut filters the intercepted shout: bob does not get secret ones.
