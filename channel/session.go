@@ -241,6 +241,16 @@ func (s *Session[A]) Close(reason error) {
 	}
 }
 
+// ReplyError answers msg with {"status":"error","response":{"reason":reason}}
+// without handling it, for messages a socket refuses (rate limits). Messages
+// without a ref get nothing, since nobody waits for them.
+func (s *Session[A]) ReplyError(msg protocol.Message, reason string) {
+	if msg.Ref == nil {
+		return
+	}
+	s.sendReplyPayload(msg.JoinRef, msg.Ref, msg.Topic, "error", reasonPayload(reason))
+}
+
 // Wait blocks until every channel goroutine of the session has finished.
 func (s *Session[A]) Wait() { s.wg.Wait() }
 

@@ -38,6 +38,11 @@ type conn[A any] struct {
 	sess     *channel.Session[A]
 	ser      protocol.Serializer
 	socketID string
+	tname    string // transport name, for metrics
+
+	// Rate limiting state, touched only by the reader goroutine.
+	msgBucket, joinBucket bucket
+	limited               int // rate-limited messages in a row
 
 	lastRead   atomic.Int64 // coarse unix nanoseconds of the last frame read
 	writeStart atomic.Int64 // when the current write batch started; 0 when idle
@@ -63,6 +68,11 @@ func (s *Server[A]) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	cd, err := s.connect(r, "websocket", transport.AuthToken(r.Header))
 	if err != nil {
 		s.logger.Info("websocket connect refused", "remote", r.RemoteAddr, "error", err)
+		s.cfg.Metrics.ConnectRefused("websocket", refusalReason(err))
+		if errors.Is(err, ErrTooManyConnections) || errors.Is(err, ErrServerClosed) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
@@ -84,7 +94,7 @@ func (s *Server[A]) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // newConn registers a connection and its protocol session; nil after
 // Shutdown. The caller must start c.readLoop, which owns one count of s.wg.
 func (s *Server[A]) newConn(t transport.Conn, cd connected[A], transportName string) *conn[A] {
-	c := &conn[A]{srv: s, t: t, ser: cd.serializer, socketID: cd.socketID}
+	c := &conn[A]{srv: s, t: t, ser: cd.serializer, socketID: cd.socketID, tname: transportName}
 	c.lastRead.Store(s.now.Load())
 	c.sess = channel.NewSession(channel.SessionConfig[A]{
 		Router:      s.cfg.Router,
@@ -102,6 +112,7 @@ func (s *Server[A]) newConn(t transport.Conn, cd connected[A], transportName str
 	if !s.register(c) {
 		return nil
 	}
+	s.cfg.Metrics.ConnectionOpened(transportName)
 	if c.socketID != "" {
 		s.ps.Subscribe(c.socketID, (*idListener[A])(c))
 	}
@@ -134,6 +145,14 @@ func (c *conn[A]) readLoop() {
 			c.closeWith(closeCause{code, truncate(err.Error(), 120), channel.Closed})
 			break
 		}
+		s.cfg.Metrics.MessageIn(c.tname)
+		if !c.admit(msg) {
+			if c.limited >= s.cfg.AbuseLimit {
+				c.closeWith(closeCause{transport.StatusPolicyViolation, "rate limit exceeded", channel.Closed})
+				break
+			}
+			continue
+		}
 		c.sess.Handle(msg)
 	}
 	c.finish()
@@ -160,6 +179,30 @@ func (c *conn[A]) finish() {
 		c.t.CloseNow()
 	}
 	s.unregister(c)
+	s.cfg.Metrics.ConnectionClosed(c.tname)
+}
+
+// admit applies the per-socket rate limits: joins and other messages have
+// their own buckets. Heartbeats are always answered, so that a throttled
+// client is not also disconnected by its own liveness check.
+func (c *conn[A]) admit(msg protocol.Message) bool {
+	cfg := &c.srv.cfg
+	if msg.Topic == protocol.TopicPhoenix && msg.Event == protocol.EventHeartbeat {
+		return true
+	}
+	now := c.srv.now.Load()
+	b, rate, burst, kind := &c.msgBucket, cfg.MessageRate, cfg.MessageBurst, "message"
+	if msg.Event == protocol.EventJoin {
+		b, rate, burst, kind = &c.joinBucket, cfg.JoinRate, cfg.JoinBurst, "join"
+	}
+	if b.allow(now, float64(rate), float64(burst)) {
+		c.limited = 0
+		return true
+	}
+	c.limited++
+	cfg.Metrics.RateLimited(kind)
+	c.sess.ReplyError(msg, "rate limited")
+	return false
 }
 
 // Send implements channel.Outbox: it queues a frame and wakes the writer.
@@ -173,6 +216,7 @@ func (c *conn[A]) Send(data []byte, binary bool) {
 	if len(c.queue) >= c.srv.cfg.OutboundQueue {
 		c.mu.Unlock()
 		c.srv.logger.Warn("closing slow consumer", "socket_id", c.socketID)
+		c.srv.cfg.Metrics.SlowConsumerClosed()
 		c.closeWith(closeSlow)
 		return
 	}
@@ -207,6 +251,7 @@ func (c *conn[A]) writeLoop() {
 			if err = c.t.WriteFrame(context.Background(), f.data, f.binary); err != nil {
 				break
 			}
+			c.srv.cfg.Metrics.MessageOut(c.tname)
 		}
 		c.writeStart.Store(0)
 		clear(batch)

@@ -12,7 +12,24 @@ import (
 var (
 	ErrOriginRefused = errors.New("socket: origin not allowed")
 	ErrBadVsn        = protocol.ErrBadVsn
+	// ErrTooManyConnections refuses connects beyond Config.MaxConnections.
+	ErrTooManyConnections = errors.New("socket: too many connections")
 )
+
+// refusalReason names a connect error for metrics.
+func refusalReason(err error) string {
+	switch {
+	case errors.Is(err, ErrOriginRefused):
+		return "origin"
+	case errors.Is(err, ErrBadVsn):
+		return "vsn"
+	case errors.Is(err, ErrTooManyConnections):
+		return "limit"
+	case errors.Is(err, ErrServerClosed):
+		return "shutdown"
+	}
+	return "auth"
+}
 
 // connected is what a successful connect yields, for either transport.
 type connected[A any] struct {
@@ -28,6 +45,9 @@ func (s *Server[A]) connect(r *http.Request, transport, authToken string) (conne
 	var zero connected[A]
 	if s.isShutdown() {
 		return zero, ErrServerClosed
+	}
+	if s.cfg.MaxConnections > 0 && s.Connections() >= s.cfg.MaxConnections {
+		return zero, ErrTooManyConnections
 	}
 	if !s.originAllowed(r) {
 		return zero, fmt.Errorf("%w: %q", ErrOriginRefused, r.Header.Get("Origin"))

@@ -6,8 +6,8 @@ import "time"
 // a heartbeat every 30 s and rejoins at most every second per channel, so
 // these leave ample room for real clients.
 const (
-	DefaultMessageRate  = 200 // inbound messages per second per socket, sustained
-	DefaultMessageBurst = 400
+	DefaultMessageRate  = 1000 // inbound messages per second per socket, sustained
+	DefaultMessageBurst = 2000
 	DefaultJoinRate     = 20 // joins per second per socket, sustained
 	DefaultJoinBurst    = 110
 	// DefaultAbuseLimit is how many rate-limited messages in a row close the

@@ -216,6 +216,7 @@ func (lp *longPoller[A]) create(w http.ResponseWriter, r *http.Request, stripTok
 	cd, err := s.connect(r, "longpoll", r.Header.Get(headerAuthToken))
 	if err != nil {
 		s.logger.Info("longpoll connect refused", "remote", r.RemoteAddr, "error", err)
+		s.cfg.Metrics.ConnectRefused("longpoll", refusalReason(err))
 		writeLongPoll(w, http.StatusOK, lpStatus{Status: 403})
 		return
 	}

@@ -118,7 +118,29 @@ type Config[A any] struct {
 	// DefaultLongPollTokenMaxAge, 14 days as in Phoenix).
 	LongPollTokenMaxAge time.Duration
 
-	// Logger receives the server's logs; nil discards them.
+	// MaxConnections caps open connections on this server (default 0: no
+	// cap). Connects beyond it are refused: HTTP 503 for WebSocket,
+	// {"status":403} for LongPoll, which phoenix.js retries with backoff.
+	MaxConnections int
+	// MessageRate and MessageBurst bound the client messages one socket may
+	// send (a token bucket: MessageRate per second sustained, bursts of
+	// MessageBurst; defaults DefaultMessageRate and DefaultMessageBurst; a
+	// negative rate disables the limit). A message over the limit gets the
+	// error reply {"reason":"rate limited"}; AbuseLimit such messages in a
+	// row close the socket with 1008.
+	MessageRate, MessageBurst int
+	// JoinRate and JoinBurst bound joins per socket in the same way
+	// (defaults DefaultJoinRate and DefaultJoinBurst).
+	JoinRate, JoinBurst int
+	// AbuseLimit is how many rate-limited messages in a row close the socket
+	// (default DefaultAbuseLimit).
+	AbuseLimit int
+
+	// Metrics receives connection and message events (nil: none). See
+	// socket/metrics/prometheus.
+	Metrics Metrics
+	// Logger receives the server's logs; nil discards them. Tokens and
+	// connect params are never logged.
 	Logger *slog.Logger
 }
 
@@ -163,6 +185,24 @@ func New[A any](cfg Config[A]) *Server[A] {
 	}
 	if cfg.OutboundQueue == 0 {
 		cfg.OutboundQueue = DefaultOutboundQueue
+	}
+	if cfg.MessageRate == 0 {
+		cfg.MessageRate = DefaultMessageRate
+	}
+	if cfg.MessageBurst <= 0 {
+		cfg.MessageBurst = max(DefaultMessageBurst, cfg.MessageRate)
+	}
+	if cfg.JoinRate == 0 {
+		cfg.JoinRate = DefaultJoinRate
+	}
+	if cfg.JoinBurst <= 0 {
+		cfg.JoinBurst = max(DefaultJoinBurst, cfg.JoinRate)
+	}
+	if cfg.AbuseLimit <= 0 {
+		cfg.AbuseLimit = DefaultAbuseLimit
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
 	}
 	if cfg.LongPollWindow <= 0 {
 		cfg.LongPollWindow = DefaultLongPollWindow

@@ -375,7 +375,7 @@ func TestShutdownClosesWith1012AndTerminates(t *testing.T) {
 	_, resp, err := websocket.Dial(context.Background(), f.url+"?token=alice", nil)
 	require.Error(t, err)
 	if resp != nil {
-		assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+		assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	}
 }
 
@@ -418,4 +418,107 @@ func TestParseParams(t *testing.T) {
 	assert.Nil(t, p["n"])
 	assert.Equal(t, "", p.Get("e"))
 	assert.Equal(t, map[string]any{"0": "z"}, p["arr"])
+}
+
+func TestMessageRateLimit(t *testing.T) {
+	f := newFixture(t, func(c *socket.Config[user]) {
+		c.MessageRate, c.MessageBurst, c.AbuseLimit = 1, 3, 5
+	}, nil)
+	c := f.dial(t, "token=alice&vsn=2.0.0", nil)
+	c.send(`["1","1","room:a","phx_join",{}]`)
+	assert.Contains(t, c.recv(), `"status":"ok"`)
+	for i := range 4 {
+		c.send(`["1","` + strconv.Itoa(10+i) + `","room:a","echo",{}]`)
+	}
+	ok, limited := 0, 0
+	for range 4 {
+		switch f := c.recv(); {
+		case strings.Contains(f, `"rate limited"`):
+			limited++
+		case strings.Contains(f, `"status":"ok"`):
+			ok++
+		}
+	}
+	assert.Equal(t, 3, ok, "the burst passes; joins have their own bucket")
+	assert.Equal(t, 1, limited)
+	// Heartbeats are never limited.
+	c.send(`[null,"20","phoenix","heartbeat",{}]`)
+	assert.Contains(t, c.recv(), `"status":"ok"`)
+	// Sustained abuse closes the socket with 1008.
+	for i := range 10 {
+		c.send(`["1","` + strconv.Itoa(30+i) + `","room:a","echo",{}]`)
+	}
+	assert.Equal(t, websocket.StatusPolicyViolation, c.closeCode())
+}
+
+func TestJoinRateLimit(t *testing.T) {
+	f := newFixture(t, func(c *socket.Config[user]) { c.JoinRate, c.JoinBurst = 1, 2 }, nil)
+	c := f.dial(t, "token=alice&vsn=2.0.0", nil)
+	c.send(`["1","1","room:a","phx_join",{}]`)
+	c.send(`["2","2","room:b","phx_join",{}]`)
+	c.send(`["3","3","room:c","phx_join",{}]`)
+	assert.Contains(t, c.recv(), `"status":"ok"`)
+	assert.Contains(t, c.recv(), `"status":"ok"`)
+	assert.Equal(t, `["3","3","room:c","phx_reply",{"status":"error","response":{"reason":"rate limited"}}]`, c.recv())
+}
+
+func TestMaxConnections(t *testing.T) {
+	f := newFixture(t, func(c *socket.Config[user]) { c.MaxConnections = 1 }, nil)
+	f.dial(t, "token=alice&vsn=2.0.0", nil)
+	_, resp, err := websocket.Dial(context.Background(), f.url+"?token=bob", nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+}
+
+// A client that stops reading is closed as a slow consumer with 1013 while
+// everyone else keeps receiving every broadcast.
+func TestSlowConsumerDoesNotHoldOthers(t *testing.T) {
+	f := newFixture(t, func(c *socket.Config[user]) { c.OutboundQueue = 256 }, nil)
+	fast := f.dial(t, "token=alice&vsn=2.0.0", nil)
+	fast.send(`["1","1","room:a","phx_join",{}]`)
+	fast.recv()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	slow, _, err := websocket.Dial(ctx, f.url+"?token=bob&vsn=2.0.0", nil)
+	require.NoError(t, err)
+	defer slow.CloseNow()
+	require.NoError(t, slow.Write(ctx, websocket.MessageText, []byte(`["1","1","room:a","phx_join",{}]`)))
+	// Wait until the server has subscribed the slow client, then never read again.
+	require.Eventually(t, func() bool { return f.srv.PubSub().(interface{ Subscribers(string) int }).Subscribers("room:a") == 2 }, 2*time.Second, 5*time.Millisecond)
+
+	const n = 10000
+	body := map[string]string{"pad": strings.Repeat("x", 1024)}
+	received := make(chan int, 1)
+	go func() {
+		got := 0
+		for range fast.frames {
+			got++
+			if got == n {
+				break
+			}
+		}
+		received <- got
+	}()
+	// 5,000 broadcasts a second: a steady stream the reading client keeps up
+	// with, while the other one's queue fills.
+	for i := range n {
+		require.NoError(t, f.srv.Broadcast(context.Background(), "room:a", "tick", body))
+		if i%50 == 49 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	select {
+	case got := <-received:
+		assert.Equal(t, n, got)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the reading client did not get every broadcast")
+	}
+	// The slow client was closed with 1013 (its reads now fail).
+	_, _, err = slow.Read(context.Background())
+	for err == nil {
+		_, _, err = slow.Read(context.Background())
+	}
+	assert.Equal(t, websocket.StatusTryAgainLater, websocket.CloseStatus(err))
 }
