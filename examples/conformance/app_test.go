@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,23 +13,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/phxgo/phx/socket/client"
 )
 
-// These tests drive the app in-process with raw V2 frames
-// ([join_ref, ref, topic, event, payload]), which pins down the exact wire
-// shape that phoenix.js's Presence and the JS suites rely on.
+// These tests drive the app in-process, on an httptest server, with the Go
+// client (socket/client): every protocol detail is the client's business,
+// so a test reads as the behaviour it checks. The byte-level shape of the
+// frames is pinned down by the socket package's tests and by the phoenix.js
+// suites (interop_test.go), which run against the built binary.
 
-// noLeaks checks, when the test ends, that every goroutine it started has
-// ended. Call it first, so that its cleanup runs after all the others.
-func noLeaks(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
-}
+// TestMain checks that no goroutine outlives the tests. The tests of this
+// file run in parallel, so a per-test check would see the others'.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startApp serves a new app on an httptest server, shuts both down when the
-// test ends, and returns the app's WebSocket URL.
+// test ends, and returns the app's socket URL (ws://HOST/socket).
 func startApp(t *testing.T, opts options) string {
 	t.Helper()
 	a, err := newApp(opts, slog.New(slog.DiscardHandler))
@@ -48,299 +47,186 @@ func startApp(t *testing.T, opts options) string {
 		}
 		ts.Close()
 	})
-	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/socket/websocket"
+	return "ws" + strings.TrimPrefix(ts.URL, "http") + "/socket"
 }
 
-// frame is one decoded V2 message.
-type frame struct {
-	JoinRef, Ref *string
-	Topic, Event string
-	Payload      json.RawMessage
+// testCtx bounds every wait of a test.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
 
-func (f frame) String() string {
-	return fmt.Sprintf("%s %s %s", f.Topic, f.Event, f.Payload)
-}
-
-// client is one raw WebSocket connection.
-type client struct {
-	t    *testing.T
-	name string
-	ws   *websocket.Conn
-	ref  int
-	seen []frame // frames read but not yet consumed by next
-}
-
-func dial(t *testing.T, url, token string) *client {
+// dial connects to url as token; the client is closed when the test ends.
+func dial(t *testing.T, url, token string) *client.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, url+"?vsn=2.0.0&token="+token, nil)
+	c, err := client.Dial(testCtx(t), url, client.Options{Params: map[string]string{"token": token}, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatalf("dial as %s: %v", token, err)
 	}
-	t.Cleanup(func() { ws.CloseNow() })
-	return &client{t: t, name: token, ws: ws}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
-// send writes a message and returns its ref. joinRef "" means none.
-func (c *client) send(joinRef, topic, event string, payload any) string {
-	c.t.Helper()
-	c.ref++
-	ref := strconv.Itoa(c.ref)
-	var jr any
-	if joinRef != "" {
-		jr = joinRef
+// join joins topic and fails the test unless the reply is ok.
+func join(t *testing.T, c *client.Client, topic string) *client.Channel {
+	t.Helper()
+	ch := c.Channel(topic, nil)
+	if _, err := ch.Join(testCtx(t)); err != nil {
+		t.Fatalf("join %s: %v", topic, err)
 	}
-	b, err := json.Marshal([]any{jr, ref, topic, event, payload})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
-	return ref
+	return ch
 }
 
-// next returns the first frame (already buffered or read within the
-// timeout) that match accepts; the others stay buffered for later calls.
-func (c *client) next(what string, match func(frame) bool) frame {
-	c.t.Helper()
-	for i, f := range c.seen {
-		if match(f) {
-			c.seen = append(c.seen[:i:i], c.seen[i+1:]...)
-			return f
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for {
-		_, b, err := c.ws.Read(ctx)
-		if err != nil {
-			c.t.Fatalf("%s: waiting for %s: %v; unmatched frames: %v", c.name, what, err, c.seen)
-		}
-		var raw []json.RawMessage
-		var f frame
-		if err := json.Unmarshal(b, &raw); err != nil || len(raw) != 5 {
-			c.t.Fatalf("%s: bad frame %s", c.name, b)
-		}
-		_ = json.Unmarshal(raw[0], &f.JoinRef)
-		_ = json.Unmarshal(raw[1], &f.Ref)
-		_ = json.Unmarshal(raw[2], &f.Topic)
-		_ = json.Unmarshal(raw[3], &f.Event)
-		f.Payload = raw[4]
-		if match(f) {
-			return f
-		}
-		c.seen = append(c.seen, f)
-	}
-}
-
-// event waits for a push of event on topic and decodes its payload.
-func (c *client) event(topic, event string, into any) {
-	c.t.Helper()
-	f := c.next(topic+" "+event, func(f frame) bool { return f.Topic == topic && f.Event == event })
-	if err := json.Unmarshal(f.Payload, into); err != nil {
-		c.t.Fatalf("%s: %s payload %s: %v", c.name, event, f.Payload, err)
-	}
-}
-
-// reply is a phx_reply payload.
-type reply struct {
-	Status   string          `json:"status"`
-	Response json.RawMessage `json:"response"`
-}
-
-// call sends event and waits for its reply.
-func (c *client) call(joinRef, topic, event string, payload any) reply {
-	c.t.Helper()
-	ref := c.send(joinRef, topic, event, payload)
-	f := c.next("reply to "+event, func(f frame) bool {
-		return f.Event == "phx_reply" && f.Ref != nil && *f.Ref == ref
-	})
-	var r reply
-	if err := json.Unmarshal(f.Payload, &r); err != nil {
-		c.t.Fatal(err)
-	}
-	return r
-}
-
-// join joins topic, fails the test unless the reply is ok, and returns the
-// join ref to use for the channel's messages.
-func (c *client) join(topic string) string {
-	c.t.Helper()
-	ref := strconv.Itoa(c.ref + 1)
-	if r := c.call(ref, topic, "phx_join", map[string]any{}); r.Status != "ok" {
-		c.t.Fatalf("%s: join %s: %s %s", c.name, topic, r.Status, r.Response)
-	}
-	return ref
-}
-
-// rating calls event ("rate", "profile" or "whoami") and returns the
-// rating of its ok reply.
-func (c *client) rating(joinRef, topic, event string, payload any) int {
-	c.t.Helper()
-	r := c.call(joinRef, topic, event, payload)
+// rating pushes event ("rate", "profile" or "whoami") and returns the rating
+// of its ok reply.
+func rating(t *testing.T, ch *client.Channel, event string, payload any) int {
+	t.Helper()
+	r, err := ch.Push(testCtx(t), event, payload)
 	var body struct{ Rating *int }
-	if err := json.Unmarshal(r.Response, &body); r.Status != "ok" || err != nil || body.Rating == nil {
-		c.t.Fatalf("%s: %s: %s %s", c.name, event, r.Status, r.Response)
+	if err != nil || r.Response.Decode(&body) != nil || body.Rating == nil {
+		t.Fatalf("%s: %v %s", event, err, r.Response)
 	}
 	return *body.Rating
 }
 
-// presenceList is the shape of presence_state and of a diff's joins/leaves.
-type presenceList map[string]struct {
-	Metas []struct {
-		Rating int    `json:"rating"`
-		PhxRef string `json:"phx_ref"`
-	} `json:"metas"`
+// watched is a channel with a client.Presence, attached before the join as
+// an app does so that the first presence_state is not missed.
+type watched struct {
+	ch     *client.Channel
+	p      *client.Presence
+	synced chan struct{}
 }
 
-// view is what a client knows of a topic's presences, kept up to date the
-// way phoenix.js's Presence does it: key -> phx_ref -> rating.
-type view map[string]map[string]int
-
-func (v view) add(l presenceList, sign int) {
-	for key, e := range l {
-		for _, m := range e.Metas {
-			if v[key] == nil {
-				v[key] = map[string]int{}
-			}
-			if sign > 0 {
-				v[key][m.PhxRef] = m.Rating
-			} else {
-				delete(v[key], m.PhxRef)
-			}
+func watch(t *testing.T, c *client.Client, topic string) *watched {
+	t.Helper()
+	w := &watched{ch: c.Channel(topic, nil), synced: make(chan struct{}, 1)}
+	w.p = client.NewPresence(w.ch, client.PresenceOptions{OnSync: func() {
+		select {
+		case w.synced <- struct{}{}:
+		default:
 		}
-		if len(v[key]) == 0 {
-			delete(v, key)
-		}
+	}})
+	if _, err := w.ch.Join(testCtx(t)); err != nil {
+		t.Fatalf("join %s: %v", topic, err)
 	}
+	return w
 }
 
-// String lists the view as "key:rating,rating key:rating", sorted, for
-// comparing with what a test expects.
-func (v view) String() string {
-	keys := make([]string, 0, len(v))
-	for key, metas := range v {
+// String lists the presences as "key:rating,rating key:rating", sorted:
+// what a page would render.
+func (w *watched) String() string {
+	var keys []string
+	for _, e := range w.p.List() {
 		var rs []string
-		for _, r := range metas {
-			rs = append(rs, strconv.Itoa(r))
+		for _, m := range e.Metas {
+			var meta struct{ Rating int }
+			_ = m.Decode(&meta)
+			rs = append(rs, strconv.Itoa(meta.Rating))
 		}
 		slices.Sort(rs)
-		keys = append(keys, key+":"+strings.Join(rs, ","))
+		keys = append(keys, e.Key+":"+strings.Join(rs, ","))
 	}
-	slices.Sort(keys)
 	return strings.Join(keys, " ")
 }
 
-// presenceState reads the client's presence_state for topic into a view
-// and checks it.
-func (c *client) presenceState(topic, want string) view {
-	c.t.Helper()
-	var l presenceList
-	c.event(topic, "presence_state", &l)
-	v := view{}
-	v.add(l, 1)
-	if v.String() != want {
-		c.t.Errorf("%s: presence_state of %s = %q, want %q", c.name, topic, v, want)
-	}
-	return v
-}
-
-// await applies presence_diffs to v until it reads want. Diffs made within
-// the tracker's coalescing window arrive as one, so the test waits for a
-// state rather than for a given number of diffs.
-func (c *client) await(topic string, v view, want string) {
-	c.t.Helper()
-	for v.String() != want {
-		var d struct{ Joins, Leaves presenceList }
-		f := c.next(fmt.Sprintf("presence %q (have %q)", want, v), func(f frame) bool {
-			return f.Topic == topic && f.Event == "presence_diff"
-		})
-		if err := json.Unmarshal(f.Payload, &d); err != nil {
-			c.t.Fatal(err)
+// await waits until the list reads want. Changes within the tracker's
+// coalescing window arrive as one diff, so the test waits for a state
+// rather than for a number of diffs.
+func (w *watched) await(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	for w.String() != want {
+		select {
+		case <-w.synced:
+		case <-deadline.C:
+			t.Fatalf("presence on %s: %q, want %q", w.ch.Topic(), w, want)
 		}
-		v.add(d.Joins, 1)
-		v.add(d.Leaves, -1)
 	}
 }
 
 func TestPresenceStateAndDiffs(t *testing.T) {
-	noLeaks(t)
+	t.Parallel()
 	url := startApp(t, options{node: "test"})
 	const topic = "room:presence"
 
-	alice := dial(t, url, "alice")
-	alice.join(topic)
-	va := alice.presenceState(topic, "alice:1500")
-	alice.await(topic, va, "alice:1500") // her own join comes as a diff too, as in Phoenix
+	alice := watch(t, dial(t, url, "alice"), topic)
+	alice.await(t, "alice:1500")
 
-	bob := dial(t, url, "bob")
-	bobRef := bob.join(topic)
-	vb := bob.presenceState(topic, "alice:1500 bob:1400")
-	alice.await(topic, va, "alice:1500 bob:1400")
+	bobClient := dial(t, url, "bob")
+	bob := watch(t, bobClient, topic)
+	bob.await(t, "alice:1500 bob:1400")
+	alice.await(t, "alice:1500 bob:1400")
 
 	// A second tab of alice's is a second meta under the same key.
-	alice2 := dial(t, url, "alice")
-	alice2.join(topic)
-	alice2.presenceState(topic, "alice:1500,1500 bob:1400")
-	alice.await(topic, va, "alice:1500,1500 bob:1400")
-	bob.await(topic, vb, "alice:1500,1500 bob:1400")
+	alice2Client := dial(t, url, "alice")
+	alice2 := watch(t, alice2Client, topic)
+	for _, w := range []*watched{alice, bob, alice2} {
+		w.await(t, "alice:1500,1500 bob:1400")
+	}
+	if e, _ := alice.p.Get("alice"); len(e.Metas) != 2 || e.Metas[0].Ref == "" || e.Metas[0].Ref == e.Metas[1].Ref {
+		t.Errorf("alice's metas need distinct phx_refs: %+v", e.Metas)
+	}
 
-	// A crash ends bob's channel, and his presence leaves with it.
-	bob.send(bobRef, topic, "crash", map[string]any{})
-	bob.next("phx_error", func(f frame) bool { return f.Topic == topic && f.Event == "phx_error" })
-	alice.await(topic, va, "alice:1500,1500")
+	// A crash ends bob's channel, and his presence leaves with it; the
+	// client rejoins (after 1 s, as phoenix.js) and is tracked again.
+	if err := bob.ch.Send("crash", nil); err != nil {
+		t.Fatal(err)
+	}
+	alice.await(t, "alice:1500,1500")
+	alice.await(t, "alice:1500,1500 bob:1400")
 
-	// So does closing a connection.
-	alice2.ws.CloseNow()
-	alice.await(topic, va, "alice:1500")
+	// Closing a connection leaves too.
+	if err := alice2Client.Close(); err != nil {
+		t.Fatal(err)
+	}
+	alice.await(t, "alice:1500 bob:1400")
 
-	// bench:* has no presence: the first frame after the join reply is the
-	// echo's reply, not a presence_state.
-	benchRef := bob.join("bench:1")
-	bob.send(benchRef, "bench:1", "echo", map[string]any{})
-	if f := bob.next("any bench frame", func(f frame) bool { return f.Topic == "bench:1" }); f.Event != "phx_reply" {
-		t.Errorf("bench:1 sent %v", f)
+	// bench:* has no presence: nothing but the echo's reply comes back.
+	bench := join(t, bobClient, "bench:1")
+	if _, err := bench.Push(testCtx(t), "echo", map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	none, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
+	defer cancel()
+	if m, err := bench.Next(none, "presence_state", "presence_diff"); err == nil {
+		t.Errorf("bench:1 sent %s %s", m.Event, m.Payload)
 	}
 }
 
 func TestRateProfileWhoami(t *testing.T) {
-	noLeaks(t)
+	t.Parallel()
 	url := startApp(t, options{node: "test"})
 	const topic = "room:rate"
-	carol := dial(t, url, "carol")
-	ref := carol.join(topic)
+	carol := join(t, dial(t, url, "carol"), topic)
 
-	if got := carol.rating(ref, topic, "rate", map[string]int{"delta": 25}); got != 1625 {
+	if got := rating(t, carol, "rate", map[string]int{"delta": 25}); got != 1625 {
 		t.Errorf("rate +25 = %d, want 1625", got)
 	}
-	if got := carol.rating(ref, topic, "rate", map[string]int{"delta": -5}); got != 1620 {
+	if got := rating(t, carol, "rate", map[string]int{"delta": -5}); got != 1620 {
 		t.Errorf("rate -5 = %d, want 1620", got)
 	}
-	if got := carol.rating(ref, topic, "profile", nil); got != 1620 {
+	if got := rating(t, carol, "profile", nil); got != 1620 {
 		t.Errorf("profile = %d, want 1620", got)
 	}
 	// The assigns are the connect-time snapshot: they never change, not
 	// even for a connection made after the rating changed.
-	if got := carol.rating(ref, topic, "whoami", nil); got != 1600 {
+	if got := rating(t, carol, "whoami", nil); got != 1600 {
 		t.Errorf("whoami = %d, want 1600", got)
 	}
-	carol2 := dial(t, url, "carol")
-	ref2 := carol2.join(topic)
-	if got := carol2.rating(ref2, topic, "whoami", nil); got != 1600 {
+	carol2 := join(t, dial(t, url, "carol"), topic)
+	if got := rating(t, carol2, "whoami", nil); got != 1600 {
 		t.Errorf("whoami on a new connection = %d, want 1600", got)
 	}
-	if got := carol2.rating(ref2, topic, "profile", nil); got != 1620 {
+	if got := rating(t, carol2, "profile", nil); got != 1620 {
 		t.Errorf("profile on a new connection = %d, want 1620", got)
 	}
 
 	for _, bad := range []any{map[string]any{}, map[string]any{"delta": "x"}, map[string]any{"delta": 1.5}} {
-		if r := carol.call(ref, topic, "rate", bad); r.Status != "error" {
-			t.Errorf("rate %v: %s %s, want an error", bad, r.Status, r.Response)
+		var re *client.ReplyError
+		if _, err := carol.Push(testCtx(t), "rate", bad); !errors.As(err, &re) || re.Status != "error" {
+			t.Errorf("rate %v: %v, want an error reply", bad, err)
 		}
 	}
 }
@@ -349,43 +235,33 @@ func TestRateProfileWhoami(t *testing.T) {
 // machine would, and hammers one user's rating from both at once: the
 // versioned saves must make every delta count exactly once.
 func TestSharedDB(t *testing.T) {
-	noLeaks(t)
+	t.Parallel()
 	db := filepath.Join(t.TempDir(), "users.db")
 	const topic, perApp = "room:db", 100
 
-	var wg sync.WaitGroup
-	clients := make([]*client, 2)
-	refs := make([]string, 2)
-	for i := range clients {
+	chs := make([]*client.Channel, 2)
+	for i := range chs {
 		url := startApp(t, options{node: "node" + strconv.Itoa(i), db: db})
-		clients[i] = dial(t, url, "alice")
-		refs[i] = clients[i].join(topic)
+		chs[i] = join(t, dial(t, url, "alice"), topic)
 	}
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Pipelined: every push is on the wire before the first reply,
-			// so the two apps' saves overlap.
-			sent := make([]string, perApp)
-			for n := range sent {
-				sent[n] = c.send(refs[i], topic, "rate", map[string]int{"delta": i + 1})
-			}
-			for _, ref := range sent {
-				f := c.next("rate reply", func(f frame) bool { return f.Ref != nil && *f.Ref == ref })
-				if !strings.Contains(string(f.Payload), `"status":"ok"`) {
-					t.Errorf("app %d: rate: %s", i, f.Payload)
+	// Every push is in flight at once, so the two apps' saves overlap.
+	var wg sync.WaitGroup
+	for i, ch := range chs {
+		for range perApp {
+			wg.Go(func() {
+				if _, err := ch.Push(testCtx(t), "rate", map[string]int{"delta": i + 1}); err != nil {
+					t.Errorf("app %d: rate: %v", i, err)
 				}
-			}
-		}()
+			})
+		}
 	}
 	wg.Wait()
 	if t.Failed() {
 		return
 	}
 	want := 1500 + perApp*1 + perApp*2
-	for i, c := range clients {
-		if got := c.rating(refs[i], topic, "profile", nil); got != want {
+	for i, ch := range chs {
+		if got := rating(t, ch, "profile", nil); got != want {
 			t.Errorf("profile on app %d = %d, want %d", i, got, want)
 		}
 	}
@@ -393,9 +269,8 @@ func TestSharedDB(t *testing.T) {
 	// A later start on the same file keeps the ratings: seeding only
 	// inserts users that are missing.
 	url := startApp(t, options{node: "node2", db: db})
-	alice := dial(t, url, "alice")
-	ref := alice.join(topic)
-	if got := alice.rating(ref, topic, "profile", nil); got != want {
+	alice := join(t, dial(t, url, "alice"), topic)
+	if got := rating(t, alice, "profile", nil); got != want {
 		t.Errorf("profile after a restart = %d, want %d", got, want)
 	}
 }

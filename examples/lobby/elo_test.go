@@ -3,6 +3,7 @@ package main
 import "testing"
 
 func TestElo(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		winner, loser, wantWinner, wantLoser int
 	}{

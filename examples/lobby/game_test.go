@@ -3,18 +3,17 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
-	"go.uber.org/goleak"
+	"github.com/phxgo/phx/socket/client"
 )
 
 const testSecret = "a test secret key base, not for production"
@@ -62,225 +61,187 @@ func login(t *testing.T, base, username string) string {
 	return body.Token
 }
 
-// conn is a raw V2 WebSocket connection; frames are
-// [join_ref, ref, topic, event, payload].
-type conn struct {
-	t     *testing.T
-	name  string
-	ws    *websocket.Conn
-	ref   int
-	joins map[string]string    // topic -> join ref
-	seen  [][5]json.RawMessage // frames read but not consumed yet
+// socketURL is the lobby's socket endpoint for the Go client.
+func socketURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") + "/socket" }
+
+// testCtx bounds every wait of a test.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
 
-func connect(t *testing.T, base, name, tok string) *conn {
+// player is one logged-in player's socket, driven by the Go client the way
+// the page drives phoenix.js.
+type player struct {
+	t     *testing.T
+	name  string
+	c     *client.Client
+	lobby *client.Channel
+	seen  *client.Presence // the lobby's presence list as this player's page shows it
+}
+
+// connect logs name in through the form and opens a socket with the token.
+func connect(t *testing.T, base, name string) *player {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	u := "ws" + strings.TrimPrefix(base, "http") + "/socket/websocket?vsn=2.0.0&token=" + url.QueryEscape(tok)
-	ws, _, err := websocket.Dial(ctx, u, nil)
+	c, err := client.Dial(testCtx(t), socketURL(base), client.Options{
+		Params:  map[string]string{"token": login(t, base, name)},
+		Timeout: 5 * time.Second,
+	})
 	if err != nil {
 		t.Fatalf("connect %s: %v", name, err)
 	}
-	t.Cleanup(func() { ws.CloseNow() })
-	return &conn{t: t, name: name, ws: ws, joins: map[string]string{}}
+	t.Cleanup(func() { _ = c.Close() })
+	return &player{t: t, name: name, c: c}
 }
 
-func (c *conn) send(topic, event string, payload any) string {
-	c.t.Helper()
-	c.ref++
-	ref := strconv.Itoa(c.ref)
-	// A channel's join ref is the ref of its join; this client joins each
-	// topic once, so it is found by topic.
+// joinLobby joins the lobby, with a Presence attached first as the page
+// does, and returns the join reply's player.
+func (p *player) joinLobby() Player {
+	p.t.Helper()
+	p.lobby = p.c.Channel("lobby", nil)
+	p.seen = client.NewPresence(p.lobby, client.PresenceOptions{})
+	var joined struct{ Player Player }
+	p.ok(p.lobby, "phx_join", nil, &joined)
+	return joined.Player
+}
+
+// ok joins (event phx_join) or pushes event, requires an ok reply and
+// decodes its response into into (unless nil).
+func (p *player) ok(ch *client.Channel, event string, payload, into any) {
+	p.t.Helper()
+	var r client.Reply
+	var err error
 	if event == "phx_join" {
-		c.joins[topic] = ref
+		r, err = ch.Join(testCtx(p.t))
+	} else {
+		r, err = ch.Push(testCtx(p.t), event, payload)
 	}
-	b, _ := json.Marshal([]any{c.joins[topic], ref, topic, event, payload})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
-		c.t.Fatalf("%s: %v", c.name, err)
-	}
-	return ref
-}
-
-// next returns the payload of the first frame on topic with event (and,
-// for replies, ref), waiting up to 5 s. Other frames are kept for later.
-func (c *conn) next(topic, event, ref string) json.RawMessage {
-	c.t.Helper()
-	match := func(f [5]json.RawMessage) bool {
-		return string(f[2]) == strconv.Quote(topic) && string(f[3]) == strconv.Quote(event) &&
-			(ref == "" || string(f[1]) == strconv.Quote(ref))
-	}
-	for i, f := range c.seen {
-		if match(f) {
-			c.seen = append(c.seen[:i:i], c.seen[i+1:]...)
-			return f[4]
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for {
-		_, b, err := c.ws.Read(ctx)
-		if err != nil {
-			c.t.Fatalf("%s: waiting for %s %s: %v", c.name, topic, event, err)
-		}
-		var f [5]json.RawMessage
-		if err := json.Unmarshal(b, &f); err != nil {
-			c.t.Fatalf("%s: bad frame %s", c.name, b)
-		}
-		if match(f) {
-			return f[4]
-		}
-		c.seen = append(c.seen, f)
-	}
-}
-
-// call pushes and returns the reply's status and response.
-func (c *conn) call(topic, event string, payload any) (string, json.RawMessage) {
-	c.t.Helper()
-	ref := c.send(topic, event, payload)
-	var r struct {
-		Status   string
-		Response json.RawMessage
-	}
-	if err := json.Unmarshal(c.next(topic, "phx_reply", ref), &r); err != nil {
-		c.t.Fatal(err)
-	}
-	return r.Status, r.Response
-}
-
-func (c *conn) ok(topic, event string, payload, into any) {
-	c.t.Helper()
-	status, resp := c.call(topic, event, payload)
-	if status != "ok" {
-		c.t.Fatalf("%s: %s %s: %s %s", c.name, topic, event, status, resp)
+	if err != nil {
+		p.t.Fatalf("%s: %s %s: %v", p.name, ch.Topic(), event, err)
 	}
 	if into != nil {
-		if err := json.Unmarshal(resp, into); err != nil {
-			c.t.Fatal(err)
+		if err := r.Response.Decode(into); err != nil {
+			p.t.Fatal(err)
 		}
 	}
 }
 
-// awaitRating reads the lobby's presence from presence_state and
-// presence_diff pushes until username shows rating.
-func (c *conn) awaitRating(username string, rating int) {
-	c.t.Helper()
-	type list map[string]struct{ Metas []struct{ Rating int } }
-	for {
-		var l list
-		var d struct{ Joins list }
-		if c.hasFrame("lobby", "presence_state") {
-			_ = json.Unmarshal(c.next("lobby", "presence_state", ""), &l)
-		} else {
-			_ = json.Unmarshal(c.next("lobby", "presence_diff", ""), &d)
-			l = d.Joins
-		}
-		if e, ok := l[username]; ok && e.Metas[len(e.Metas)-1].Rating == rating {
-			return
-		}
+// refused requires an error reply to event on ch (a join for phx_join).
+func (p *player) refused(ch *client.Channel, event string, payload any) {
+	p.t.Helper()
+	var err error
+	if event == "phx_join" {
+		_, err = ch.Join(testCtx(p.t))
+		defer ch.Leave(testCtx(p.t)) //nolint:errcheck // stops the client's rejoins
+	} else {
+		_, err = ch.Push(testCtx(p.t), event, payload)
+	}
+	var re *client.ReplyError
+	if !errors.As(err, &re) {
+		p.t.Errorf("%s: %s %s: %v, want an error reply", p.name, ch.Topic(), event, err)
 	}
 }
 
-func (c *conn) hasFrame(topic, event string) bool {
-	for _, f := range c.seen {
-		if string(f[2]) == strconv.Quote(topic) && string(f[3]) == strconv.Quote(event) {
-			return true
+// next returns the payload of the next event pushed on ch.
+func (p *player) next(ch *client.Channel, event string) string {
+	p.t.Helper()
+	m, err := ch.Next(testCtx(p.t), event)
+	if err != nil {
+		p.t.Fatalf("%s: %s %s: %v", p.name, ch.Topic(), event, err)
+	}
+	return string(m.Payload.JSON())
+}
+
+// awaitRating waits until the player's lobby page shows username with rating.
+func (p *player) awaitRating(username string, rating int) {
+	p.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if e, ok := p.seen.Get(username); ok {
+			var meta struct{ Rating int }
+			if e.Metas[len(e.Metas)-1].Decode(&meta) == nil && meta.Rating == rating {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: the lobby shows %+v, want %s at %d", p.name, p.seen.List(), username, rating)
 		}
 	}
-	return false
 }
 
 func TestGameFlow(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // after the lobby's shutdown
+	t.Parallel()
 	dbPath := filepath.Join(t.TempDir(), "lobby.db")
 	l, base := startLobby(t, dbPath)
 
-	alice := connect(t, base, "alice", login(t, base, "alice"))
-	bob := connect(t, base, "bob", login(t, base, "bob"))
-	var joined struct{ Player Player }
-	alice.ok("lobby", "phx_join", nil, &joined)
-	if joined.Player.Username != "alice" || joined.Player.Rating != 1500 {
-		t.Errorf("alice's lobby join reply: %+v", joined)
+	alice := connect(t, base, "alice")
+	bob := connect(t, base, "bob")
+	if got := alice.joinLobby(); got.Username != "alice" || got.Rating != 1500 {
+		t.Errorf("alice's lobby join reply: %+v", got)
 	}
-	bob.ok("lobby", "phx_join", nil, nil)
+	bob.joinLobby()
 	alice.awaitRating("bob", 1400)
 
-	if status, resp := alice.call("lobby", "challenge", map[string]string{"opponent": "carol"}); status != "error" {
-		t.Errorf("challenging carol, who is not in the lobby: %s %s", status, resp)
-	}
+	alice.refused(alice.lobby, "challenge", map[string]string{"opponent": "carol"}) // not in the lobby
 	var started struct{ Game string }
-	alice.ok("lobby", "challenge", map[string]string{"opponent": "bob"}, &started)
-	var announced struct {
-		Game    string
-		Players []string
-	}
-	_ = json.Unmarshal(bob.next("lobby", "game_started", ""), &announced)
-	if announced.Game != started.Game || strings.Join(announced.Players, ",") != "alice,bob" {
-		t.Errorf("game_started at bob: %+v, want %s alice,bob", announced, started.Game)
-	}
+	alice.ok(alice.lobby, "challenge", map[string]string{"opponent": "bob"}, &started)
 	game := started.Game
+	if got, want := bob.next(bob.lobby, "game_started"), `{"game":"`+game+`","players":["alice","bob"]}`; got != want {
+		t.Errorf("game_started at bob: %s, want %s", got, want)
+	}
 
 	// Only the game's players may join it.
-	carol := connect(t, base, "carol", login(t, base, "carol"))
-	if status, _ := carol.call(game, "phx_join", nil); status != "error" {
-		t.Errorf("carol joined %s, a game she does not play in", game)
-	}
+	carol := connect(t, base, "carol")
+	carol.refused(carol.c.Channel(game, nil), "phx_join", nil)
+	bobGame, aliceGame := bob.c.Channel(game, nil), alice.c.Channel(game, nil)
 	var players struct{ Players []Player }
-	bob.ok(game, "phx_join", nil, &players)
+	bob.ok(bobGame, "phx_join", nil, &players)
 	if len(players.Players) != 2 || players.Players[0].Rating != 1500 || players.Players[1].Rating != 1400 {
 		t.Errorf("game join reply: %+v", players)
 	}
-	alice.ok(game, "phx_join", nil, nil)
+	alice.ok(aliceGame, "phx_join", nil, nil)
 
 	// The favourite wins: 1500 beats 1400 for 12 points.
 	var res result
-	alice.ok(game, "report", map[string]string{"winner": "alice"}, &res)
+	alice.ok(aliceGame, "report", map[string]string{"winner": "alice"}, &res)
 	want := `{"game":"` + game + `","winner":"alice","ratings":{"alice":1512,"bob":1388}}`
 	if b, _ := json.Marshal(res); string(b) != want {
 		t.Errorf("report reply %s, want %s", b, want)
 	}
-	for _, topic := range []string{game, "lobby"} {
-		if got := string(bob.next(topic, "ratings", "")); got != want {
-			t.Errorf("ratings on %s at bob: %s, want %s", topic, got, want)
+	for _, ch := range []*client.Channel{bobGame, bob.lobby} {
+		if got := bob.next(ch, "ratings"); got != want {
+			t.Errorf("ratings on %s at bob: %s, want %s", ch.Topic(), got, want)
 		}
 	}
 	// The lobby's presence follows, for players who join it later.
 	bob.awaitRating("alice", 1512)
-	carol.ok("lobby", "phx_join", nil, nil)
+	carol.joinLobby()
 	carol.awaitRating("bob", 1388)
 
-	if status, resp := bob.call(game, "report", map[string]string{"winner": "bob"}); status != "error" {
-		t.Errorf("a second report: %s %s", status, resp)
-	}
+	bob.refused(bobGame, "report", map[string]string{"winner": "bob"}) // a second report
 
 	// Assigns are the connect-time snapshot; a new connection gets a fresh one.
-	alice2 := connect(t, base, "alice", login(t, base, "alice"))
-	alice2.ok("lobby", "phx_join", nil, &joined)
-	if joined.Player.Rating != 1512 {
-		t.Errorf("alice's snapshot on a new connection: %+v", joined.Player)
+	if got := connect(t, base, "alice").joinLobby(); got.Rating != 1512 {
+		t.Errorf("alice's snapshot on a new connection: %+v", got)
 	}
 
 	// Write-through: the ratings are in the database, not only in memory.
-	got, _, err := l.db.players.Load(context.Background(), playerKey(joined.Player.ID))
-	if err != nil || got.Rating != 1512 {
+	id, err := l.db.userID(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := l.db.players.Load(context.Background(), playerKey(id)); err != nil || got.Rating != 1512 {
 		t.Errorf("stored alice: %+v, %v", got, err)
 	}
 }
 
 func TestLoginAndAuth(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	t.Parallel()
 	_, base := startLobby(t, filepath.Join(t.TempDir(), "lobby.db"))
 
 	// An unknown name signs up with the starting rating.
-	zed := connect(t, base, "zed", login(t, base, "zed"))
-	var joined struct{ Player Player }
-	zed.ok("lobby", "phx_join", nil, &joined)
-	if joined.Player.Rating != NewPlayerRating {
-		t.Errorf("new player: %+v", joined.Player)
+	if got := connect(t, base, "zed").joinLobby(); got.Rating != NewPlayerRating {
+		t.Errorf("new player: %+v", got)
 	}
 
 	for _, name := range []string{"", "Has Space", strings.Repeat("x", 21)} {
@@ -295,17 +256,31 @@ func TestLoginAndAuth(t *testing.T) {
 	}
 
 	// A token signed with another secret is refused with 403, as Phoenix
-	// refuses a connect that returns :error.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	for _, tok := range []string{"", "forged", login(t, base, "alice") + "x"} {
-		u := "ws" + strings.TrimPrefix(base, "http") + "/socket/websocket?vsn=2.0.0&token=" + url.QueryEscape(tok)
-		ws, res, err := websocket.Dial(ctx, u, nil)
-		if err == nil {
-			ws.CloseNow()
-			t.Errorf("token %q accepted", tok)
-		} else if res == nil || res.StatusCode != http.StatusForbidden {
-			t.Errorf("token %q: %v, want 403", tok, err)
+	// refuses a connect that returns :error; so is the right token sent as
+	// phoenix.js 1.8's authToken with one byte changed.
+	for _, opts := range []client.Options{
+		{},
+		{Params: map[string]string{"token": "forged"}},
+		{Params: map[string]string{"token": login(t, base, "alice") + "x"}},
+		{AuthToken: login(t, base, "alice") + "x"},
+	} {
+		c, err := client.Dial(testCtx(t), socketURL(base), opts)
+		var de *client.DialError
+		switch {
+		case err == nil:
+			_ = c.Close()
+			t.Errorf("%+v accepted", opts)
+		case !errors.As(err, &de) || de.StatusCode != http.StatusForbidden:
+			t.Errorf("%+v: %v, want 403", opts, err)
 		}
+	}
+	// The authToken alone is enough.
+	c, err := client.Dial(testCtx(t), socketURL(base), client.Options{AuthToken: login(t, base, "alice")})
+	if err != nil {
+		t.Fatalf("authToken: %v", err)
+	}
+	defer c.Close()
+	if _, err := c.Channel("lobby", nil).Join(testCtx(t)); err != nil {
+		t.Errorf("join with authToken: %v", err)
 	}
 }
