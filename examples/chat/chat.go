@@ -12,9 +12,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/phxgo/phx/channel"
 	"github.com/phxgo/phx/presence"
 	"github.com/phxgo/phx/socket"
+	phxprom "github.com/phxgo/phx/socket/metrics/prometheus"
 	"github.com/phxgo/phx/socket/pubsub"
 )
 
@@ -42,11 +47,23 @@ type chat struct {
 	history   *history
 	phoenixJS string
 	page      *template.Template
+	// metrics is the chat's own registry, served at /metrics. Not the
+	// global one: tests (and apps embedding several servers) can then
+	// create chats side by side without duplicate-registration panics.
+	metrics *prometheus.Registry
 }
 
 func newChat(logger *slog.Logger, phoenixJS string) *chat {
-	c := &chat{history: newHistory(50), phoenixJS: phoenixJS}
+	c := &chat{history: newHistory(50), phoenixJS: phoenixJS, metrics: prometheus.NewRegistry()}
 	c.page = template.Must(template.ParseFS(assets, "index.html"))
+	// Go runtime and process figures (goroutines, heap, open file
+	// descriptors) next to the socket counters: the ones to watch for leaks
+	// and for the descriptor limit.
+	c.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := phxprom.New(c.metrics)
+	if err != nil {
+		panic(err) // a fresh registry cannot hold a duplicate
+	}
 	// The socket server and the presence tracker share one PubSub, so that
 	// presence diffs reach the room's subscribers.
 	ps := pubsub.NewLocal("chat")
@@ -57,6 +74,7 @@ func newChat(logger *slog.Logger, phoenixJS string) *chat {
 		Authenticator: socket.AuthenticatorFunc[Visitor](authenticate),
 		Router:        router,
 		PubSub:        ps,
+		Metrics:       m,
 		Logger:        logger,
 	})
 	return c
@@ -76,6 +94,10 @@ func (c *chat) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/socket/", c.srv)
 	mux.HandleFunc("GET /{$}", c.index)
+	// Metrics are served from the same listener for a self-contained
+	// example; in production, put them on an internal address or behind
+	// authentication (see docs/operations.md).
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics, promhttp.HandlerOpts{}))
 	if c.phoenixJS != "" {
 		mux.HandleFunc("GET /assets/phoenix.min.js", func(w http.ResponseWriter, r *http.Request) {
 			http.ServeFile(w, r, c.phoenixJS)

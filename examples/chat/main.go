@@ -53,10 +53,16 @@ func run(addr, phoenixJS string, logger *slog.Logger) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	// The sockets close while http.Server.Shutdown waits: it waits for
+	// in-flight requests, held LongPoll polls among them, which only the
+	// socket server's Shutdown answers early (docs/operations.md).
+	sockets := make(chan error, 1)
+	srv.RegisterOnShutdown(func() { sockets <- c.shutdown(ctx) })
+	err = srv.Shutdown(ctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
 	}
-	return c.shutdown(ctx)
+	return errors.Join(err, <-sockets)
 }
 
 // findPhoenixJS returns the path of a local phoenix.min.js, or "".
