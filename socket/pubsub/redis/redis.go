@@ -36,10 +36,17 @@ import (
 // DefaultChannel is the Redis channel used when Options.Channel is empty.
 const DefaultChannel = "phx:pubsub"
 
+// ErrUnavailable is wrapped by the error Broadcast returns without trying
+// to publish, because a recent publish failed and Redis is presumed still
+// unreachable (the message was delivered locally only).
+var ErrUnavailable = errors.New("redis unavailable")
+
 const (
 	defaultHealthCheck = 15 * time.Second
 	minBackoff         = 50 * time.Millisecond
 	maxBackoff         = 2 * time.Second
+	// minPublishBackoff is the first pause of publishing after a failure.
+	minPublishBackoff = 100 * time.Millisecond
 )
 
 // Options configures New.
@@ -85,6 +92,7 @@ type PubSub struct {
 	closed bool
 
 	healthy       atomic.Bool
+	breaker       breaker
 	published     atomic.Uint64
 	publishErrors atomic.Uint64
 	received      atomic.Uint64
@@ -146,6 +154,10 @@ func (p *PubSub) Broadcast(ctx context.Context, m *pubsub.Message) error {
 	m.Node = p.Node()
 	p.LocalBroadcast(m)
 
+	if !p.breaker.allow() {
+		p.publishErrors.Add(1)
+		return fmt.Errorf("redis pubsub: publish %q to %q: %w", m.Topic, p.channel, ErrUnavailable)
+	}
 	bp, _ := p.bufs.Get().(*[]byte)
 	if bp == nil {
 		bp = new([]byte)
@@ -153,6 +165,11 @@ func (p *PubSub) Broadcast(ctx context.Context, m *pubsub.Message) error {
 	*bp = envelope.Append((*bp)[:0], m.Node, m)
 	err := p.client.Publish(ctx, p.channel, *bp).Err()
 	p.bufs.Put(bp) // Publish has written the bytes by the time it returns
+	if err != nil && ctx.Err() != nil {
+		p.breaker.abort() // the caller giving up says nothing about Redis
+	} else {
+		p.breaker.done(err)
+	}
 	if err != nil {
 		p.publishErrors.Add(1)
 		return fmt.Errorf("redis pubsub: publish %q to %q: %w", m.Topic, p.channel, err)
@@ -282,6 +299,8 @@ func (p *PubSub) down(err error) {
 }
 
 func (p *PubSub) up() {
+	// Publishing may well work again: let the next Broadcast try at once.
+	p.breaker.reset()
 	if !p.healthy.Swap(true) {
 		p.log.Info("redis subscription recovered")
 	}
@@ -290,4 +309,71 @@ func (p *PubSub) up() {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// breaker makes Broadcast fail fast while Redis is down. Without it every
+// Broadcast of an outage waits for go-redis's dial attempts and retries
+// (about a second by default), and a channel handler that broadcasts
+// stalls for that long each time. After a failed publish, publishes fail
+// at once until a backoff has passed; then a single one tries for real,
+// and its outcome closes the breaker or doubles the backoff. The
+// subscription recovering resets it.
+type breaker struct {
+	open    atomic.Bool // fast path: false while publishes succeed
+	mu      sync.Mutex
+	until   time.Time     // no attempt before
+	backoff time.Duration // after the next failure
+	probing bool          // one attempt is in flight
+}
+
+func (b *breaker) allow() bool {
+	if !b.open.Load() {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.open.Load() {
+		return true
+	}
+	if b.probing || time.Now().Before(b.until) {
+		return false
+	}
+	b.probing = true
+	return true
+}
+
+func (b *breaker) done(err error) {
+	if err == nil && !b.open.Load() {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
+	if err == nil {
+		b.open.Store(false)
+		b.backoff = 0
+		return
+	}
+	b.backoff = min(max(2*b.backoff, minPublishBackoff), maxBackoff)
+	b.until = time.Now().Add(b.backoff)
+	b.open.Store(true)
+}
+
+// abort ends an attempt that proved nothing either way.
+func (b *breaker) abort() {
+	if !b.open.Load() {
+		return
+	}
+	b.mu.Lock()
+	b.probing = false
+	b.mu.Unlock()
+}
+
+func (b *breaker) reset() {
+	if !b.open.Load() {
+		return
+	}
+	b.mu.Lock()
+	b.until = time.Time{}
+	b.mu.Unlock()
 }

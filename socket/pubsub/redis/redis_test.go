@@ -128,3 +128,35 @@ func TestHalfOpenConnectionReplaced(t *testing.T) {
 	assert.Len(t, r.Messages(), 1, "the replaced subscription does not duplicate")
 	assert.EqualValues(t, 1, b.Stats().Outages)
 }
+
+// TestBroadcastFailsFastDuringOutage: once a publish has failed, Broadcast
+// does not wait for go-redis's dial attempts again until a backoff has
+// passed, so channel handlers that broadcast do not stall on an outage;
+// local delivery goes on, and publishing resumes after recovery.
+func TestBroadcastFailsFastDuringOutage(t *testing.T) {
+	ctx := context.Background()
+	s := pubsubtest.StartRedis(t)
+	a := newNode(t, s, "a").(*redis.PubSub)
+	b := newNode(t, s, "b").(*redis.PubSub)
+	ra, rb := &pubsubtest.Recorder{}, &pubsubtest.Recorder{}
+	a.Subscribe("t", ra)
+	b.Subscribe("t", rb)
+
+	s.Kill()
+	require.Eventually(t, func() bool { return !a.Healthy() }, 5*time.Second, 10*time.Millisecond)
+	require.Error(t, a.Broadcast(ctx, &pubsub.Message{Topic: "t", Event: "e"}), "the first publish tries and fails")
+	start := time.Now()
+	for range 20 {
+		err := a.Broadcast(ctx, &pubsub.Message{Topic: "t", Event: "e"})
+		require.ErrorIs(t, err, redis.ErrUnavailable)
+	}
+	assert.Less(t, time.Since(start), 40*time.Millisecond, "later publishes fail fast")
+	assert.Len(t, ra.Messages(), 21, "local delivery goes on")
+
+	s.Restart()
+	require.Eventually(t, func() bool { return a.Healthy() && b.Healthy() }, 10*time.Second, 10*time.Millisecond)
+	require.NoError(t, a.Broadcast(ctx, &pubsub.Message{Topic: "t", Event: "after"}), "the breaker lets a publish through once subscribed again")
+	require.Eventually(t, func() bool { return len(rb.Messages()) == 1 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, "after", rb.Messages()[0].Event)
+	assert.EqualValues(t, 21, a.Stats().PublishErrors)
+}
