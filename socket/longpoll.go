@@ -106,6 +106,7 @@ func (s *Server[A]) serveLongPoll(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Access-Control-Allow-Origin", "*")
 	if !s.originAllowed(r) {
 		s.logger.Info("longpoll origin refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+		s.cfg.Metrics.ConnectRefused("longpoll", "origin")
 		writeLongPoll(w, http.StatusOK, lpStatus{Status: 403})
 		return
 	}

@@ -82,14 +82,15 @@ func run(addr string, opts options) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Stop accepting first, then close the sockets (hijacked connections are
-	// not tracked by http.Server) and flush the app's state.
-	shutErr := httpSrv.Shutdown(ctx)
-	if err := app.shutdown(ctx); err != nil {
-		return err
+	// http.Server.Shutdown stops accepting and waits for in-flight requests,
+	// held LongPoll polls among them, which only the socket server's Shutdown
+	// answers early; so the sockets are closed as soon as it starts (hijacked
+	// WebSocket connections are not tracked by http.Server at all).
+	sockets := make(chan error, 1)
+	httpSrv.RegisterOnShutdown(func() { sockets <- app.shutdown(ctx) })
+	err = httpSrv.Shutdown(ctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
 	}
-	if shutErr != nil && !errors.Is(shutErr, http.ErrServerClosed) {
-		return shutErr
-	}
-	return nil
+	return errors.Join(err, <-sockets)
 }
