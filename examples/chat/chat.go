@@ -53,7 +53,10 @@ type chat struct {
 	metrics *prometheus.Registry
 }
 
-func newChat(logger *slog.Logger, phoenixJS string) *chat {
+// newChat builds the chat on ps: pubsub.NewLocal for one node, or a cluster
+// adapter shared by several nodes, which then also need the same
+// longPollKey (nil: a random key, right for one node).
+func newChat(logger *slog.Logger, phoenixJS string, ps pubsub.PubSub, longPollKey []byte) *chat {
 	c := &chat{history: newHistory(50), phoenixJS: phoenixJS, metrics: prometheus.NewRegistry()}
 	c.page = template.Must(template.ParseFS(assets, "index.html"))
 	// Go runtime and process figures (goroutines, heap, open file
@@ -66,7 +69,6 @@ func newChat(logger *slog.Logger, phoenixJS string) *chat {
 	}
 	// The socket server and the presence tracker share one PubSub, so that
 	// presence diffs reach the room's subscribers.
-	ps := pubsub.NewLocal("chat")
 	c.presence = presence.New(ps, presence.WithLogger(logger))
 	router := channel.NewRouter[Visitor]()
 	router.Handle("room:*", func() channel.Handler[Visitor] { return &room{history: c.history, presence: c.presence} })
@@ -74,6 +76,7 @@ func newChat(logger *slog.Logger, phoenixJS string) *chat {
 		Authenticator: socket.AuthenticatorFunc[Visitor](authenticate),
 		Router:        router,
 		PubSub:        ps,
+		LongPollKey:   longPollKey,
 		Metrics:       m,
 		Logger:        logger,
 	})

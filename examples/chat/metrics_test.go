@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/phxgo/phx/socket/pubsub"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,7 +20,7 @@ import (
 // WebSocket that joins a room and sends a message, then a scrape of /metrics
 // in the Prometheus text format.
 func TestMetricsEndpoint(t *testing.T) {
-	c := newChat(slog.New(slog.DiscardHandler), "")
+	c := newChat(slog.New(slog.DiscardHandler), "", pubsub.NewLocal("chat"), nil)
 	srv := httptest.NewServer(c.handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

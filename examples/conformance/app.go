@@ -5,26 +5,18 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"strconv"
-	"sync/atomic"
 	"time"
-
-	natsgo "github.com/nats-io/nats.go"
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/phxgo/phx/channel"
 	"github.com/phxgo/phx/channel/ephemeral"
+	"github.com/phxgo/phx/examples/internal/cluster"
 	"github.com/phxgo/phx/presence"
 	"github.com/phxgo/phx/socket"
-	"github.com/phxgo/phx/socket/pubsub"
-	"github.com/phxgo/phx/socket/pubsub/nats"
-	"github.com/phxgo/phx/socket/pubsub/redis"
 )
 
 // User is the assigns of a connection: an immutable snapshot taken at
@@ -89,7 +81,7 @@ func newApp(opts options, logger *slog.Logger) (*app, error) {
 	if len(lpKey) == 0 && opts.pubsub != "" {
 		lpKey = devLongPollKey
 	}
-	ps, closePS, err := openPubSub(opts.pubsub, node, logger)
+	ps, closePS, err := cluster.Open(opts.pubsub, node, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -130,96 +122,6 @@ func newApp(opts options, logger *slog.Logger) (*app, error) {
 		Logger:          logger,
 	})
 	return a, nil
-}
-
-// openPubSub returns the in-process PubSub when rawURL is empty, or a
-// cluster adapter connected to the broker at redis://HOST:PORT or
-// nats://HOST:PORT. closePS releases the adapter, then its connection.
-func openPubSub(rawURL, node string, logger *slog.Logger) (ps pubsub.PubSub, closePS func() error, err error) {
-	if rawURL == "" {
-		return pubsub.NewLocal(node), func() error { return nil }, nil
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("-pubsub %q: %w", rawURL, err)
-	}
-	// New waits for the broker to confirm the subscription: a node that
-	// cannot reach it at start-up refuses to start rather than run deaf.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	switch u.Scheme {
-	case "redis", "rediss":
-		ropts, err := goredis.ParseURL(rawURL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("-pubsub %q: %w", rawURL, err)
-		}
-		client := goredis.NewClient(ropts)
-		rps, err := redis.New(ctx, client, redis.Options{Node: node, Logger: logger})
-		if err != nil {
-			return nil, nil, errors.Join(fmt.Errorf("-pubsub %q: %w", rawURL, err), client.Close())
-		}
-		return newTolerant(rps, logger), func() error { return errors.Join(rps.Close(), client.Close()) }, nil
-	case "nats", "tls":
-		nc, err := natsgo.Connect(rawURL,
-			natsgo.Name(node),
-			natsgo.MaxReconnects(-1), // never give up on the cluster
-			natsgo.ReconnectWait(250*time.Millisecond),
-		)
-		if err != nil {
-			return nil, nil, fmt.Errorf("-pubsub %q: connect: %w", rawURL, err)
-		}
-		nps, err := nats.New(ctx, nc, nats.Options{Node: node, Logger: logger})
-		if err != nil {
-			nc.Close()
-			return nil, nil, fmt.Errorf("-pubsub %q: %w", rawURL, err)
-		}
-		return newTolerant(nps, logger), func() error {
-			err := nps.Close()
-			// Close drops what nats.go still buffers; the tracker's
-			// goodbye is among it.
-			if ferr := nc.FlushTimeout(time.Second); ferr != nil && !errors.Is(ferr, natsgo.ErrConnectionClosed) {
-				logger.Warn("nats flush at shutdown", "err", ferr)
-			}
-			nc.Close()
-			return err
-		}, nil
-	}
-	return nil, nil, fmt.Errorf("-pubsub %q: want redis://HOST:PORT or nats://HOST:PORT", rawURL)
-}
-
-// tolerant is a cluster adapter whose Broadcast succeeds once the local
-// subscribers have the message, even if the broker did not take it. The
-// adapters deliver locally before publishing and report a failed publish
-// as an error; a channel handler returning that error would crash, so a
-// broker outage would take down every channel that shouts. This app
-// prefers Phoenix-like availability: the other nodes miss what is
-// broadcast during an outage (at-most-once), and the outage is logged.
-type tolerant struct {
-	pubsub.PubSub
-	log     *slog.Logger
-	failing atomic.Bool
-}
-
-func newTolerant(ps pubsub.PubSub, logger *slog.Logger) *tolerant {
-	return &tolerant{PubSub: ps, log: logger.With("pubsub_node", ps.Node())}
-}
-
-// Broadcast implements pubsub.PubSub.
-func (t *tolerant) Broadcast(ctx context.Context, m *pubsub.Message) error {
-	err := t.PubSub.Broadcast(ctx, m)
-	switch {
-	case err == nil:
-		if t.failing.Swap(false) {
-			t.log.Info("broadcasts reach the other nodes again")
-		}
-		return nil
-	case errors.Is(err, pubsub.ErrClosed):
-		return err // not delivered at all
-	}
-	if !t.failing.Swap(true) {
-		t.log.Warn("broadcasts no longer reach the other nodes; delivering locally only", "err", err)
-	}
-	return nil
 }
 
 // authenticate accepts the three seeded users by their token param.

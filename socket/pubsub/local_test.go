@@ -2,6 +2,7 @@ package pubsub_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 
@@ -77,4 +78,23 @@ func BenchmarkBroadcast10k(b *testing.B) {
 		ps.LocalBroadcast(&pubsub.Message{Topic: "room:bench", Event: "shout", Payload: payload})
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/10000, "ns/delivery")
+}
+
+// failing delivers locally and then fails to publish, like an adapter whose
+// broker is down.
+type failing struct{ *pubsub.Local }
+
+func (f failing) Broadcast(_ context.Context, m *pubsub.Message) error {
+	f.LocalBroadcast(m)
+	return errors.New("broker down")
+}
+
+func TestTolerant(t *testing.T) {
+	local := pubsub.NewLocal("n")
+	c := &counter{}
+	local.Subscribe("t", c)
+	ps := pubsub.Tolerant(failing{local}, nil)
+	require.NoError(t, ps.Broadcast(context.Background(), &pubsub.Message{Topic: "t", Event: "e"}))
+	assert.EqualValues(t, 1, c.n.Load(), "delivered locally")
+	assert.Equal(t, "n", ps.Node())
 }
