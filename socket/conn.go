@@ -47,13 +47,24 @@ type conn[A any] struct {
 	lastRead   atomic.Int64 // coarse unix nanoseconds of the last frame read
 	writeStart atomic.Int64 // when the current write batch started; 0 when idle
 
+	// writer is c.writeLoop as a value made once: starting the writer is
+	// then `go c.writer()`, which allocates nothing, where `go c.writeLoop()`
+	// would allocate a closure on every wake-up, i.e. on every delivery of a
+	// fan-out.
+	writer func()
+
 	mu      sync.Mutex
 	queue   []outFrame
-	spare   []outFrame
+	spare   []outFrame // an empty queue kept for the next wake-up
 	writing bool
 	closing bool
 	cause   closeCause
 }
+
+// idleSpare is the largest spare queue (in frames) an idle connection keeps:
+// enough that a socket receiving one frame at a time never allocates one,
+// small enough to cost idle sockets nothing that matters.
+const idleSpare = 4
 
 type outFrame struct {
 	data   []byte
@@ -95,6 +106,7 @@ func (s *Server[A]) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 // Shutdown. The caller must start c.readLoop, which owns one count of s.wg.
 func (s *Server[A]) newConn(t transport.Conn, cd connected[A], transportName string) *conn[A] {
 	c := &conn[A]{srv: s, t: t, ser: cd.serializer, socketID: cd.socketID, tname: transportName}
+	c.writer = c.writeLoop
 	c.lastRead.Store(s.now.Load())
 	c.sess = channel.NewSession(channel.SessionConfig[A]{
 		Router:      s.cfg.Router,
@@ -220,11 +232,14 @@ func (c *conn[A]) Send(data []byte, binary bool) {
 		c.closeWith(closeSlow)
 		return
 	}
+	if c.queue == nil {
+		c.queue, c.spare = c.spare, nil
+	}
 	c.queue = append(c.queue, outFrame{data, binary})
 	if !c.writing {
 		c.writing = true
 		c.srv.wg.Add(1)
-		go c.writeLoop()
+		go c.writer()
 	}
 	c.mu.Unlock()
 }
@@ -237,7 +252,18 @@ func (c *conn[A]) writeLoop() {
 		c.mu.Lock()
 		if len(c.queue) == 0 || c.closing {
 			c.writing = false
-			c.queue = nil
+			if c.closing {
+				c.queue, c.spare = nil, nil
+			} else {
+				// Keep one small empty queue, whichever of the two it is.
+				if cap(c.spare) > idleSpare {
+					c.spare = nil
+				}
+				if c.spare == nil && cap(c.queue) <= idleSpare {
+					c.spare = c.queue[:0]
+				}
+				c.queue = nil
+			}
 			c.mu.Unlock()
 			return
 		}
@@ -264,7 +290,7 @@ func (c *conn[A]) writeLoop() {
 			c.t.CloseNow()
 			c.mu.Lock()
 			c.writing = false
-			c.queue = nil
+			c.queue, c.spare = nil, nil
 			c.mu.Unlock()
 			return
 		}

@@ -444,9 +444,10 @@ func TestMessageRateLimit(t *testing.T) {
 	// Heartbeats are never limited.
 	c.send(`[null,"20","phoenix","heartbeat",{}]`)
 	assert.Contains(t, c.recv(), `"status":"ok"`)
-	// Sustained abuse closes the socket with 1008.
+	// Sustained abuse closes the socket with 1008. Writes after the close
+	// may fail; only the close code matters.
 	for i := range 10 {
-		c.send(`["1","` + strconv.Itoa(30+i) + `","room:a","echo",{}]`)
+		_ = c.c.Write(context.Background(), websocket.MessageText, []byte(`["1","`+strconv.Itoa(30+i)+`","room:a","echo",{}]`))
 	}
 	assert.Equal(t, websocket.StatusPolicyViolation, c.closeCode())
 }
@@ -465,6 +466,8 @@ func TestJoinRateLimit(t *testing.T) {
 func TestMaxConnections(t *testing.T) {
 	f := newFixture(t, func(c *socket.Config[user]) { c.MaxConnections = 1 }, nil)
 	f.dial(t, "token=alice&vsn=2.0.0", nil)
+	// The connection is registered just after the handshake completes.
+	require.Eventually(t, func() bool { return f.srv.Connections() == 1 }, 2*time.Second, time.Millisecond)
 	_, resp, err := websocket.Dial(context.Background(), f.url+"?token=bob", nil)
 	require.Error(t, err)
 	require.NotNil(t, resp)

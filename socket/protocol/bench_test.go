@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/phxgo/phx/socket/protocol"
@@ -62,4 +63,41 @@ func BenchmarkBinaryRoundTrip(b *testing.B) {
 func hexFrame() ([]byte, error) {
 	f := []byte{0, 1, 1, 6, 2, '1', '4', 'r', 'o', 'o', 'm', ':', '1', 'u', 'p'}
 	return append(f, make([]byte, 1024)...), nil
+}
+
+// The server encodes every reply and push into a fresh slice (dst nil): the
+// frame is queued and outlives the call.
+func BenchmarkEncodeReplyV2Fresh(b *testing.B) {
+	p := protocol.JSONPayload(json.RawMessage(`{"body":"hello world, this is a chat message","user":"alice"}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _, _ = protocol.V2.EncodeReply(nil, json.RawMessage(`"3"`), json.RawMessage(`"42"`), "room:lobby", "ok", p)
+	}
+}
+
+func BenchmarkEncodeBroadcastV2Fresh(b *testing.B) {
+	p := protocol.JSONPayload(json.RawMessage(`{"seq":1,"ts":1700000000000000000,"pad":"` + strings.Repeat("x", 200) + `"}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _, _ = protocol.V2.EncodeBroadcast(nil, "bench:fanout", "fanout", p)
+	}
+}
+
+func BenchmarkEncodePushV1Fresh(b *testing.B) {
+	p := protocol.JSONPayload(json.RawMessage(`{"body":"hello world, this is a chat message","user":"alice"}`))
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _, _ = protocol.V1.EncodePush(nil, nil, nil, "room:lobby", "new_msg", p)
+	}
+}
+
+// Every socket sends one every 30 s: topic and event are the protocol's own.
+func BenchmarkDecodeV2Heartbeat(b *testing.B) {
+	frame := []byte(`[null,"17","phoenix","heartbeat",{}]`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := protocol.V2.Decode(frame, false); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -66,6 +67,9 @@ func decodeString(raw json.RawMessage, field string) (string, error) {
 	}
 	// Fast path: no escapes.
 	if s := raw[1 : len(raw)-1]; len(raw) >= 2 && !hasEscapeOrQuote(s) && utf8.Valid(s) {
+		if k := known(s); k != "" {
+			return k, nil
+		}
 		return string(s), nil
 	}
 	var s string
@@ -73,6 +77,35 @@ func decodeString(raw json.RawMessage, field string) (string, error) {
 		return "", malformed("%s: %v", field, err)
 	}
 	return s, nil
+}
+
+// known returns the protocol's own names without allocating: every
+// heartbeat is topic "phoenix", event "heartbeat", and every socket joins.
+func known(b []byte) string {
+	switch string(b) {
+	case TopicPhoenix:
+		return TopicPhoenix
+	case EventHeartbeat:
+		return EventHeartbeat
+	case EventJoin:
+		return EventJoin
+	case EventLeave:
+		return EventLeave
+	}
+	return ""
+}
+
+// grow makes room for a frame of about n more bytes at once. The server
+// encodes each frame into a fresh slice (it is queued and outlives the
+// call), which appending piece by piece would regrow and copy several times.
+func grow(dst []byte, n int) []byte {
+	return slices.Grow(dst, n)
+}
+
+// frameSize estimates an encoded frame: its variable parts plus room for
+// the fixed JSON around them (escapes may still grow it).
+func frameSize(joinRef, ref json.RawMessage, topic, event string, payload int) int {
+	return len(joinRef) + len(ref) + len(topic) + len(event) + payload + 64
 }
 
 func hasEscapeOrQuote(b []byte) bool {

@@ -53,6 +53,7 @@ func (v1) EncodeReply(dst []byte, _, ref json.RawMessage, topic, status string, 
 	if response.IsBinary() {
 		return dst, false, ErrBinaryUnsupported
 	}
+	dst = grow(dst, frameSize(nil, ref, topic, status, len(response.json))+64)
 	dst = append(dst, `{"topic":`...)
 	dst = appendString(dst, topic)
 	dst = append(dst, `,"event":"phx_reply","payload":{"status":`...)
@@ -72,6 +73,7 @@ func encodeV1(dst []byte, ref json.RawMessage, topic, event string, p Payload) (
 	if p.IsBinary() {
 		return dst, false, ErrBinaryUnsupported
 	}
+	dst = grow(dst, frameSize(nil, ref, topic, event, len(p.json))+32)
 	dst = append(dst, `{"topic":`...)
 	dst = appendString(dst, topic)
 	dst = append(dst, `,"event":`...)

@@ -45,6 +45,7 @@ func (v2) EncodePush(dst []byte, joinRef, ref json.RawMessage, topic, event stri
 		out, err := encodeBinaryPush(dst, RefString(joinRef), topic, event, p.binary)
 		return out, true, err
 	}
+	dst = grow(dst, frameSize(joinRef, ref, topic, event, len(p.json)))
 	dst = append(dst, '[')
 	dst = appendRef(dst, joinRef)
 	dst = append(dst, ',')
@@ -63,6 +64,7 @@ func (v2) EncodeReply(dst []byte, joinRef, ref json.RawMessage, topic, status st
 		out, err := encodeBinaryReply(dst, RefString(joinRef), RefString(ref), topic, status, response.binary)
 		return out, true, err
 	}
+	dst = grow(dst, frameSize(joinRef, ref, topic, status, len(response.json))+32)
 	dst = append(dst, '[')
 	dst = appendRef(dst, joinRef)
 	dst = append(dst, ',')
@@ -81,6 +83,7 @@ func (v2) EncodeBroadcast(dst []byte, topic, event string, p Payload) ([]byte, b
 		out, err := encodeBinaryBroadcast(dst, topic, event, p.binary)
 		return out, true, err
 	}
+	dst = grow(dst, frameSize(nil, nil, topic, event, len(p.json)))
 	dst = append(dst, "[null,null,"...)
 	dst = appendString(dst, topic)
 	dst = append(dst, ',')
