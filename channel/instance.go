@@ -3,7 +3,9 @@ package channel
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -263,7 +265,13 @@ func (in *instance[A]) apply(res Result, err error, ref json.RawMessage, canRepl
 	}
 	if res.reply && canReply {
 		if rerr := in.s.sendReply(in.joinRef, ref, in.topic, res.status, res.resp); rerr != nil {
-			in.s.logger.Error("channel reply failed", "topic", in.topic, "error", rerr)
+			// The client got an error reply saying why; a binary reply to a
+			// V1 or LongPoll client is the client's choice, not a fault here.
+			level := slog.LevelError
+			if errors.Is(rerr, protocol.ErrBinaryUnsupported) {
+				level = slog.LevelDebug
+			}
+			in.s.logger.Log(in.context(), level, "channel reply failed", "topic", in.topic, "error", rerr)
 		}
 	}
 	if res.stop {

@@ -37,7 +37,29 @@ type SessionConfig[A any] struct {
 	Logger      *slog.Logger
 	// Context is the parent of every channel's Context; nil means Background.
 	Context context.Context
+	// Observer, if set, is told of joins, replies and dropped frames, for
+	// metrics.
+	Observer Observer
 }
+
+// Observer receives a session's protocol events. Its methods run on the
+// connection's and the channels' goroutines and must be cheap.
+type Observer interface {
+	// Joined reports a join's outcome: "ok", "error" (refused by the
+	// handler), "crashed", "unmatched" or "too_many".
+	Joined(status string)
+	// Replied reports the status of every reply sent, heartbeats excepted.
+	Replied(status string)
+	// Dropped reports a frame this client could not be sent, such as a
+	// binary broadcast to a V1 or LongPoll client.
+	Dropped(reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Joined(string)  {}
+func (nopObserver) Replied(string) {}
+func (nopObserver) Dropped(string) {}
 
 // Session is one connection's set of channels. It applies the protocol's
 // rules for joins, leaves, heartbeats and routing of client messages
@@ -63,6 +85,9 @@ func NewSession[A any](cfg SessionConfig[A]) *Session[A] {
 	if cfg.Context == nil {
 		cfg.Context = context.Background()
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -83,7 +108,9 @@ func (s *Session[A]) Channels() int {
 // Handle dispatches one client message.
 func (s *Session[A]) Handle(msg protocol.Message) {
 	if msg.Topic == protocol.TopicPhoenix && msg.Event == protocol.EventHeartbeat {
-		s.sendReplyPayload(nil, msg.Ref, msg.Topic, "ok", Payload{})
+		if data, bin, err := s.cfg.Serializer.EncodeReply(nil, nil, msg.Ref, msg.Topic, "ok", Payload{}); err == nil {
+			s.cfg.Out.Send(data, bin)
+		}
 		return
 	}
 	s.mu.Lock()
@@ -126,6 +153,7 @@ func (s *Session[A]) join(msg protocol.Message, old *instance[A]) {
 	rt := s.cfg.Router.lookup(msg.Topic)
 	if rt == nil {
 		s.logger.Debug("ignoring unmatched topic", "topic", msg.Topic)
+		s.cfg.Observer.Joined("unmatched")
 		s.sendReplyPayload(nil, msg.Ref, msg.Topic, "error", unmatchedTopic)
 		return
 	}
@@ -135,6 +163,7 @@ func (s *Session[A]) join(msg protocol.Message, old *instance[A]) {
 		s.detach(old)
 		old.end(errDuplicateJoin, false)
 	} else if s.cfg.MaxChannels > 0 && s.Channels() >= s.cfg.MaxChannels {
+		s.cfg.Observer.Joined("too_many")
 		s.sendReplyPayload(msg.JoinRef, msg.Ref, msg.Topic, "error", tooManyChannels)
 		return
 	}
@@ -151,10 +180,12 @@ func (s *Session[A]) join(msg protocol.Message, old *instance[A]) {
 	switch {
 	case err != nil:
 		s.logger.Error("join crashed", "topic", msg.Topic, "error", err)
+		s.cfg.Observer.Joined("crashed")
 		s.sendReplyPayload(msg.JoinRef, msg.Ref, msg.Topic, "error", joinCrashed)
 		in.dead.Store(true)
 		in.runExitHooks()
 	case res.reply && res.status != "ok":
+		s.cfg.Observer.Joined("error")
 		if rerr := s.sendReply(msg.JoinRef, msg.Ref, msg.Topic, res.status, res.resp); rerr != nil {
 			s.logger.Error("join reply failed", "topic", msg.Topic, "error", rerr)
 		}
@@ -168,6 +199,7 @@ func (s *Session[A]) join(msg protocol.Message, old *instance[A]) {
 		}
 		s.channels[msg.Topic] = in
 		s.mu.Unlock()
+		s.cfg.Observer.Joined("ok")
 		s.cfg.PubSub.Subscribe(msg.Topic, in)
 		var resp any
 		if res.reply {
@@ -292,6 +324,7 @@ func (s *Session[A]) sendReply(joinRef, ref json.RawMessage, topic, status strin
 		return err
 	}
 	s.cfg.Out.Send(data, bin)
+	s.cfg.Observer.Replied(status)
 	return nil
 }
 
@@ -302,12 +335,14 @@ func (s *Session[A]) sendReplyPayload(joinRef, ref json.RawMessage, topic, statu
 		return
 	}
 	s.cfg.Out.Send(data, bin)
+	s.cfg.Observer.Replied(status)
 }
 
 func (s *Session[A]) sendBroadcast(m *pubsub.Message) {
 	data, bin, err := m.Frame(s.cfg.Serializer)
 	if err != nil {
 		s.logger.Debug("broadcast not sent to this client", "topic", m.Topic, "event", m.Event, "error", err)
+		s.cfg.Observer.Dropped("unencodable")
 		return
 	}
 	s.cfg.Out.Send(data, bin)

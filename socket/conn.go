@@ -120,6 +120,7 @@ func (s *Server[A]) newConn(t transport.Conn, cd connected[A], transportName str
 		MaxChannels: s.cfg.MaxChannels,
 		Logger:      s.logger,
 		Context:     s.ctx,
+		Observer:    observer{s.cfg.Metrics, transportName},
 	})
 	if !s.register(c) {
 		return nil
@@ -333,3 +334,13 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// observer forwards a session's events to the server's Metrics.
+type observer struct {
+	m         Metrics
+	transport string
+}
+
+func (o observer) Joined(status string)  { o.m.Joined(o.transport, status) }
+func (o observer) Replied(status string) { o.m.Replied(o.transport, status) }
+func (o observer) Dropped(reason string) { o.m.Dropped(o.transport, reason) }

@@ -232,6 +232,7 @@ func (lp *longPoller[A]) create(w http.ResponseWriter, r *http.Request, stripTok
 		OnClose:     func(transport.StatusCode, string) { ls.onClose() },
 		OnDropBinary: func(data []byte) {
 			s.logger.Debug("binary frame not sent to a longpoll client", "socket_id", cd.socketID, "bytes", len(data))
+			s.cfg.Metrics.Dropped("longpoll", "binary")
 		},
 	})
 	c := s.newConn(ls.t, cd, "longpoll")

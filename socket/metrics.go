@@ -15,6 +15,15 @@ type Metrics interface {
 	// written to clients.
 	MessageIn(transport string)
 	MessageOut(transport string)
+	// Joined counts joins by outcome: "ok", "error", "crashed", "unmatched",
+	// "too_many".
+	Joined(transport, status string)
+	// Replied counts replies by status ("ok", "error", ...), heartbeats
+	// excepted.
+	Replied(transport, status string)
+	// Dropped counts frames a client could not be sent (reason
+	// "unencodable": a binary broadcast to a V1 or LongPoll client).
+	Dropped(transport, reason string)
 	// RateLimited counts client messages refused by a rate limit.
 	RateLimited(kind string)
 	// SlowConsumerClosed counts connections closed because their outbound
@@ -30,5 +39,8 @@ func (NopMetrics) ConnectionClosed(string)       {}
 func (NopMetrics) ConnectRefused(string, string) {}
 func (NopMetrics) MessageIn(string)              {}
 func (NopMetrics) MessageOut(string)             {}
+func (NopMetrics) Joined(string, string)         {}
+func (NopMetrics) Replied(string, string)        {}
+func (NopMetrics) Dropped(string, string)        {}
 func (NopMetrics) RateLimited(string)            {}
 func (NopMetrics) SlowConsumerClosed()           {}

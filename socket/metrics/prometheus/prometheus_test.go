@@ -71,8 +71,16 @@ func TestEveryEvent(t *testing.T) {
 	m.RateLimited("message")
 	m.RateLimited("message")
 	m.SlowConsumerClosed()
+	m.Joined("websocket", "ok")
+	m.Joined("websocket", "unmatched")
+	m.Replied("longpoll", "error")
+	m.Dropped("longpoll", "binary")
 
 	assert.Equal(t, map[string]float64{
+		"phx_joins_total{status=ok,transport=websocket}":               1,
+		"phx_joins_total{status=unmatched,transport=websocket}":        1,
+		"phx_replies_total{status=error,transport=longpoll}":           1,
+		"phx_dropped_frames_total{reason=binary,transport=longpoll}":   1,
 		"phx_connections{transport=longpoll}":                          1,
 		"phx_connections{transport=websocket}":                         1,
 		"phx_connections_total{transport=longpoll}":                    1,
@@ -187,6 +195,8 @@ func TestWithServer(t *testing.T) {
 	assert.Equal(t, 1.0, v["phx_connect_refused_total{reason=auth,transport=websocket}"])
 	assert.Equal(t, 1.0, v["phx_messages_in_total{transport=websocket}"])
 	assert.Equal(t, 1.0, v["phx_messages_out_total{transport=websocket}"])
+	assert.Equal(t, 1.0, v["phx_joins_total{status=ok,transport=websocket}"])
+	assert.Equal(t, 1.0, v["phx_replies_total{status=ok,transport=websocket}"])
 
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
 	require.Eventually(t, func() bool { return values(t, reg)["phx_connections{transport=websocket}"] == 0 },
