@@ -20,19 +20,13 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/phxgo/phx/examples/internal/cluster"
+	"github.com/phxgo/phx/examples/internal/serve"
 )
 
 func main() {
@@ -63,34 +57,7 @@ func run(addr, phoenixJS, psURL, node string, logger *slog.Logger) error {
 		lpKey = []byte(k)
 	}
 	c := newChat(logger, findPhoenixJS(phoenixJS), ps, lpKey)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: c.handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	fmt.Printf("listening on http://%s\n", ln.Addr())
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-errc:
-		return err
-	case <-sig:
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// The sockets close while http.Server.Shutdown waits: it waits for
-	// in-flight requests, held LongPoll polls among them, which only the
-	// socket server's Shutdown answers early (docs/operations.md).
-	sockets := make(chan error, 1)
-	srv.RegisterOnShutdown(func() { sockets <- c.shutdown(ctx) })
-	err = srv.Shutdown(ctx)
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return errors.Join(err, <-sockets)
+	return serve.Run(addr, c.handler(), c.shutdown)
 }
 
 // findPhoenixJS returns the path of a local phoenix.min.js, or "".

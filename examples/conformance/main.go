@@ -21,17 +21,12 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
+
+	"github.com/phxgo/phx/examples/internal/serve"
 )
 
 func main() {
@@ -64,33 +59,5 @@ func run(addr string, opts options) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	httpSrv := &http.Server{Handler: app.handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.Serve(ln) }()
-	fmt.Printf("listening on http://%s\n", ln.Addr())
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-errc:
-		return err
-	case <-sig:
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// http.Server.Shutdown stops accepting and waits for in-flight requests,
-	// held LongPoll polls among them, which only the socket server's Shutdown
-	// answers early; so the sockets are closed as soon as it starts (hijacked
-	// WebSocket connections are not tracked by http.Server at all).
-	sockets := make(chan error, 1)
-	httpSrv.RegisterOnShutdown(func() { sockets <- app.shutdown(ctx) })
-	err = httpSrv.Shutdown(ctx)
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return errors.Join(err, <-sockets)
+	return serve.Run(addr, app.handler(), app.shutdown)
 }

@@ -18,20 +18,15 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"syscall"
-	"time"
+
+	"github.com/phxgo/phx/examples/internal/serve"
 )
 
 func main() {
@@ -64,33 +59,8 @@ func run(addr string, cfg config) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return errors.Join(err, l.shutdown(context.Background()))
-	}
-	srv := &http.Server{Handler: l.handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	fmt.Printf("listening on http://%s\n", ln.Addr())
 	cfg.logger.Info("players", "db", cfg.db)
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	var serveErr error
-	select {
-	case serveErr = <-errc:
-	case <-sig:
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// Stop accepting first, then close the sockets (hijacked connections are
-	// not tracked by http.Server), flush the player service and close the
-	// database.
-	shutErr := srv.Shutdown(ctx)
-	if errors.Is(shutErr, http.ErrServerClosed) {
-		shutErr = nil
-	}
-	return errors.Join(serveErr, shutErr, l.shutdown(ctx))
+	return serve.Run(addr, l.handler(), l.shutdown)
 }
 
 // findPhoenixJS returns the path of a local phoenix.min.js, or "".
