@@ -189,14 +189,26 @@ func TestWithServer(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(reply), `"status":"ok"`)
 
-	v := values(t, reg)
-	assert.Equal(t, 1.0, v["phx_connections_total{transport=websocket}"])
-	assert.Equal(t, 1.0, v["phx_connections{transport=websocket}"])
-	assert.Equal(t, 1.0, v["phx_connect_refused_total{reason=auth,transport=websocket}"])
-	assert.Equal(t, 1.0, v["phx_messages_in_total{transport=websocket}"])
-	assert.Equal(t, 1.0, v["phx_messages_out_total{transport=websocket}"])
-	assert.Equal(t, 1.0, v["phx_joins_total{status=ok,transport=websocket}"])
-	assert.Equal(t, 1.0, v["phx_replies_total{status=ok,transport=websocket}"])
+	// Counters are bumped on the server's goroutines, around the write the
+	// client has just read: wait for them rather than race them.
+	want := map[string]float64{
+		"phx_connections_total{transport=websocket}":                 1,
+		"phx_connections{transport=websocket}":                       1,
+		"phx_connect_refused_total{reason=auth,transport=websocket}": 1,
+		"phx_messages_in_total{transport=websocket}":                 1,
+		"phx_messages_out_total{transport=websocket}":                1,
+		"phx_joins_total{status=ok,transport=websocket}":             1,
+		"phx_replies_total{status=ok,transport=websocket}":           1,
+	}
+	require.Eventually(t, func() bool {
+		v := values(t, reg)
+		for k, n := range want {
+			if v[k] != n {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 5*time.Millisecond, "metrics: %v", want)
 
 	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
 	require.Eventually(t, func() bool { return values(t, reg)["phx_connections{transport=websocket}"] == 0 },
