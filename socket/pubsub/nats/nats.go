@@ -220,15 +220,21 @@ func (p *PubSub) deliver(msg *natsgo.Msg) {
 }
 
 func (p *PubSub) onDisconnect(nc *natsgo.Conn, err error) {
-	p.outages.Add(1)
-	p.log.Error("nats disconnected; remote broadcasts are not received until it reconnects", "err", err)
+	// A callback queued before Close may run after it: pass it on to the
+	// application's handler without logging for a closed adapter.
+	if !p.stopped.Load() {
+		p.outages.Add(1)
+		p.log.Error("nats disconnected; remote broadcasts are not received until it reconnects", "err", err)
+	}
 	if p.prevDisconnect != nil {
 		p.prevDisconnect(nc, err)
 	}
 }
 
 func (p *PubSub) onReconnect(nc *natsgo.Conn) {
-	p.log.Info("nats reconnected; subscription restored", "server", nc.ConnectedUrlRedacted())
+	if !p.stopped.Load() {
+		p.log.Info("nats reconnected; subscription restored", "server", nc.ConnectedUrlRedacted())
+	}
 	if p.prevReconnect != nil {
 		p.prevReconnect(nc)
 	}

@@ -2,7 +2,6 @@ package nats_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -50,7 +49,7 @@ func newNode(t testing.TB, s *pubsubtest.Server, name string) pubsubtest.Node {
 	defer cancel()
 	ps, err := nats.New(ctx, nc, nats.Options{
 		Node:   name,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Logger: pubsubtest.Logger(t),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -82,7 +81,7 @@ func TestStatsAndHandlers(t *testing.T) {
 		natsgo.ReconnectHandler(func(*natsgo.Conn) { userReconnects <- struct{}{} }))
 	require.NoError(t, err)
 	defer nc.Close()
-	b, err := nats.New(ctx, nc, nats.Options{Node: "b", Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
+	b, err := nats.New(ctx, nc, nats.Options{Node: "b", Logger: pubsubtest.Logger(t)})
 	require.NoError(t, err)
 	a := newNode(t, s, "a").(node)
 

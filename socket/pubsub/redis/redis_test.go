@@ -2,7 +2,6 @@ package redis_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -31,7 +30,7 @@ func newNode(t testing.TB, s *pubsubtest.Server, name string) pubsubtest.Node {
 	defer cancel()
 	ps, err := redis.New(ctx, client, redis.Options{
 		Node:   name,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Logger: pubsubtest.Logger(t),
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -106,7 +105,7 @@ func TestHalfOpenConnectionReplaced(t *testing.T) {
 	client := goredis.NewClient(&goredis.Options{Addr: proxy.Addr})
 	b, err := redis.New(ctx, client, redis.Options{
 		Node:        "b",
-		Logger:      slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Logger:      pubsubtest.Logger(t),
 		HealthCheck: 100 * time.Millisecond,
 	})
 	require.NoError(t, err)
