@@ -12,6 +12,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/phxgo/phx/examples/internal/serve"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -22,9 +24,6 @@ import (
 	phxprom "github.com/phxgo/phx/socket/metrics/prometheus"
 	"github.com/phxgo/phx/socket/pubsub"
 )
-
-// cdnPhoenixJS is where the page loads phoenix.js from without a local copy.
-const cdnPhoenixJS = "https://cdn.jsdelivr.net/npm/phoenix@1.8.16/priv/static/phoenix.min.js"
 
 //go:embed index.html
 var assets embed.FS
@@ -45,7 +44,7 @@ type chat struct {
 	srv       *socket.Server[Visitor]
 	presence  *presence.Tracker
 	history   *history
-	phoenixJS string
+	phoenixJS serve.PhoenixJS
 	page      *template.Template
 	// metrics is the chat's own registry, served at /metrics. Not the
 	// global one: tests (and apps embedding several servers) can then
@@ -56,7 +55,7 @@ type chat struct {
 // newChat builds the chat on ps: pubsub.NewLocal for one node, or a cluster
 // adapter shared by several nodes, which then also need the same
 // longPollKey (nil: a random key, right for one node).
-func newChat(logger *slog.Logger, phoenixJS string, ps pubsub.PubSub, longPollKey []byte) *chat {
+func newChat(logger *slog.Logger, phoenixJS serve.PhoenixJS, ps pubsub.PubSub, longPollKey []byte) *chat {
 	c := &chat{history: newHistory(50), phoenixJS: phoenixJS, metrics: prometheus.NewRegistry()}
 	c.page = template.Must(template.ParseFS(assets, "index.html"))
 	// Go runtime and process figures (goroutines, heap, open file
@@ -101,21 +100,13 @@ func (c *chat) handler() http.Handler {
 	// example; in production, put them on an internal address or behind
 	// authentication (see docs/operations.md).
 	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics, promhttp.HandlerOpts{}))
-	if c.phoenixJS != "" {
-		mux.HandleFunc("GET /assets/phoenix.min.js", func(w http.ResponseWriter, r *http.Request) {
-			http.ServeFile(w, r, c.phoenixJS)
-		})
-	}
+	c.phoenixJS.Mount(mux)
 	return mux
 }
 
 func (c *chat) index(w http.ResponseWriter, r *http.Request) {
-	src := cdnPhoenixJS
-	if c.phoenixJS != "" {
-		src = "/assets/phoenix.min.js"
-	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = c.page.Execute(w, map[string]string{"PhoenixJS": src})
+	_ = c.page.Execute(w, map[string]string{"PhoenixJS": c.phoenixJS.Src()})
 }
 
 func (c *chat) shutdown(ctx context.Context) error {

@@ -56,23 +56,6 @@ func run(addr, phoenixJS, psURL, node string, logger *slog.Logger) error {
 	if k := os.Getenv("PHX_LONGPOLL_KEY"); k != "" {
 		lpKey = []byte(k)
 	}
-	c := newChat(logger, findPhoenixJS(phoenixJS), ps, lpKey)
+	c := newChat(logger, serve.FindPhoenixJS(phoenixJS), ps, lpKey)
 	return serve.Run(addr, c.handler(), c.shutdown)
-}
-
-// findPhoenixJS returns the path of a local phoenix.min.js, or "".
-func findPhoenixJS(flagPath string) string {
-	if flagPath != "" {
-		return flagPath
-	}
-	for _, p := range []string{
-		"node_modules/phoenix/priv/static/phoenix.min.js",
-		"examples/conformance/js/node_modules/phoenix18/priv/static/phoenix.min.js",
-		"../conformance/js/node_modules/phoenix18/priv/static/phoenix.min.js",
-	} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"github.com/phxgo/phx/socket/pubsub"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/phxgo/phx/examples/internal/serve"
+	"github.com/phxgo/phx/socket/pubsub"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
@@ -20,7 +22,7 @@ import (
 // WebSocket that joins a room and sends a message, then a scrape of /metrics
 // in the Prometheus text format.
 func TestMetricsEndpoint(t *testing.T) {
-	c := newChat(slog.New(slog.DiscardHandler), "", pubsub.NewLocal("chat"), nil)
+	c := newChat(slog.New(slog.DiscardHandler), serve.PhoenixJS{}, pubsub.NewLocal("chat"), nil)
 	srv := httptest.NewServer(c.handler())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/phxgo/phx/examples/internal/serve"
+
 	"github.com/phxgo/phx/channel"
 	"github.com/phxgo/phx/channel/ephemeral"
 	"github.com/phxgo/phx/presence"
@@ -19,9 +21,6 @@ import (
 	"github.com/phxgo/phx/socket/pubsub"
 	"github.com/phxgo/phx/socket/token"
 )
-
-// cdnPhoenixJS is where the page loads phoenix.js from without a local copy.
-const cdnPhoenixJS = "https://cdn.jsdelivr.net/npm/phoenix@1.8.16/priv/static/phoenix.min.js"
 
 // tokenSalt separates the lobby's tokens from anything else signed with
 // the same secret, as the salt of Phoenix.Token.sign does.
@@ -35,10 +34,10 @@ var assets embed.FS
 
 // config is what the lobby needs from the command line.
 type config struct {
-	db        string // SQLite file
-	secret    string // secret key base of the token signer, at least 20 bytes
-	phoenixJS string // local phoenix.min.js, or "" for the CDN
-	node      string // node name of the PubSub
+	db        string          // SQLite file
+	secret    string          // secret key base of the token signer, at least 20 bytes
+	phoenixJS serve.PhoenixJS // local phoenix.min.js, or the CDN
+	node      string          // node name of the PubSub
 	logger    *slog.Logger
 }
 
@@ -52,7 +51,7 @@ type lobby struct {
 	signer  *token.Signer
 	games   *games
 	page    *template.Template
-	phoenix string
+	phoenix serve.PhoenixJS
 }
 
 func newLobby(cfg config) (*lobby, error) {
@@ -94,11 +93,7 @@ func (l *lobby) handler() http.Handler {
 	mux.Handle("/socket/", l.srv)
 	mux.HandleFunc("GET /{$}", l.index)
 	mux.HandleFunc("POST /login", l.login)
-	if l.phoenix != "" {
-		mux.HandleFunc("GET /assets/phoenix.min.js", func(w http.ResponseWriter, r *http.Request) {
-			http.ServeFile(w, r, l.phoenix)
-		})
-	}
+	l.phoenix.Mount(mux)
 	return mux
 }
 
@@ -115,12 +110,8 @@ func (l *lobby) shutdown(ctx context.Context) error {
 }
 
 func (l *lobby) index(w http.ResponseWriter, r *http.Request) {
-	src := cdnPhoenixJS
-	if l.phoenix != "" {
-		src = "/assets/phoenix.min.js"
-	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_ = l.page.Execute(w, map[string]string{"PhoenixJS": src})
+	_ = l.page.Execute(w, map[string]string{"PhoenixJS": l.phoenix.Src()})
 }
 
 var validUsername = regexp.MustCompile(`^[a-z0-9_]{1,20}$`)

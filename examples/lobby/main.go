@@ -44,7 +44,7 @@ func main() {
 	cfg := config{
 		db:        *dbPath,
 		secret:    secret,
-		phoenixJS: findPhoenixJS(*phoenixJS),
+		phoenixJS: serve.FindPhoenixJS(*phoenixJS),
 		node:      host + "-" + strconv.Itoa(os.Getpid()),
 		logger:    logger,
 	}
@@ -61,21 +61,4 @@ func run(addr string, cfg config) error {
 	}
 	cfg.logger.Info("players", "db", cfg.db)
 	return serve.Run(addr, l.handler(), l.shutdown)
-}
-
-// findPhoenixJS returns the path of a local phoenix.min.js, or "".
-func findPhoenixJS(flagPath string) string {
-	if flagPath != "" {
-		return flagPath
-	}
-	for _, p := range []string{
-		"node_modules/phoenix/priv/static/phoenix.min.js",
-		"examples/conformance/js/node_modules/phoenix18/priv/static/phoenix.min.js",
-		"../conformance/js/node_modules/phoenix18/priv/static/phoenix.min.js",
-	} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
 }
