@@ -145,7 +145,7 @@ func (in *instance[A]) drain() {
 }
 
 func (in *instance[A]) finish(plan *exitPlan, hooks []func(), cancel context.CancelFunc) {
-	in.s.forget(in)
+	in.s.detach(in)
 	if plan.terminate {
 		if t, ok := in.handler.(Terminator[A]); ok {
 			in.call("Terminate", func() (Result, error) {

@@ -249,9 +249,6 @@ func (s *Session[A]) detach(in *instance[A]) {
 	s.cfg.PubSub.Unsubscribe(in.topic, in)
 }
 
-// forget is detach for a channel that is finishing.
-func (s *Session[A]) forget(in *instance[A]) { s.detach(in) }
-
 // Close ends every channel with reason (Closed when the client went away,
 // Shutdown for a server shutdown, Inactive for an expired LongPoll session).
 // Their Terminate callbacks run in the background; Wait waits for them.

@@ -4,15 +4,15 @@ import (
 	"context"
 	"hash/maphash"
 	"sync"
-	"sync/atomic"
 )
 
 const shardCount = 64
 
 // Local is the in-process PubSub. Its registry is sharded by topic, and each
-// topic keeps an immutable snapshot of its subscribers that broadcasts read
-// without locking or allocating; a change of subscribers drops the snapshot
-// and the next broadcast rebuilds it, so bursts of joins cost one rebuild.
+// topic keeps an immutable snapshot of its subscribers: a broadcast takes it
+// under a brief shard lock and delivers without the lock and without
+// allocating. A change of subscribers drops the snapshot and the next
+// broadcast rebuilds it, so bursts of joins cost one rebuild.
 type Local struct {
 	node   string
 	seed   maphash.Seed
@@ -26,7 +26,7 @@ type shard struct {
 
 type topicSubs struct {
 	set      map[Subscriber]struct{}
-	snapshot atomic.Pointer[[]Subscriber]
+	snapshot []Subscriber // nil when stale; never modified once built
 }
 
 // NewLocal returns an in-process PubSub for the named node.
@@ -56,7 +56,7 @@ func (l *Local) Subscribe(topic string, s Subscriber) {
 	}
 	if _, ok := t.set[s]; !ok {
 		t.set[s] = struct{}{}
-		t.snapshot.Store(nil)
+		t.snapshot = nil
 	}
 	sh.mu.Unlock()
 }
@@ -68,7 +68,7 @@ func (l *Local) Unsubscribe(topic string, s Subscriber) {
 	if t := sh.topics[topic]; t != nil {
 		if _, ok := t.set[s]; ok {
 			delete(t.set, s)
-			t.snapshot.Store(nil)
+			t.snapshot = nil
 			if len(t.set) == 0 {
 				delete(sh.topics, topic)
 			}
@@ -109,15 +109,13 @@ func (l *Local) subscribers(topic string) []Subscriber {
 		sh.mu.Unlock()
 		return nil
 	}
-	snap := t.snapshot.Load()
-	if snap == nil {
-		list := make([]Subscriber, 0, len(t.set))
+	if t.snapshot == nil {
+		t.snapshot = make([]Subscriber, 0, len(t.set))
 		for s := range t.set {
-			list = append(list, s)
+			t.snapshot = append(t.snapshot, s)
 		}
-		snap = &list
-		t.snapshot.Store(snap)
 	}
+	snap := t.snapshot
 	sh.mu.Unlock()
-	return *snap
+	return snap
 }
