@@ -6,11 +6,9 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,91 +20,24 @@ import (
 	"github.com/phxgo/phx/socket/pubsub"
 )
 
-type lpUser struct{ Name string }
-
-// lpRoom is the channel of the LongPoll tests.
-type lpRoom struct{ terminated chan<- error }
-
-func (r *lpRoom) Join(c *channel.Context[lpUser], p channel.Payload) (channel.Result, error) {
-	return channel.OK(nil), nil
-}
-
-func (r *lpRoom) HandleIn(c *channel.Context[lpUser], event string, p channel.Payload) (channel.Result, error) {
-	switch event {
-	case "echo":
-		return channel.OK(p), nil
-	case "binary_len":
-		return channel.OK(map[string]any{"binary": p.IsBinary(), "bytes": string(p.Bytes())}), nil
-	case "binary_echo":
-		return channel.OK(channel.Binary(p.Bytes())), nil
-	case "push_binary":
-		if err := c.Push("bin", channel.Binary("xyz")); err != nil {
-			return channel.Error(map[string]string{"push": err.Error()}), nil
-		}
-		return channel.OK(nil), nil
-	case "whoami":
-		return channel.OK(map[string]string{"name": c.Assigns().Name}), nil
-	}
-	return channel.NoReply(), nil
-}
-
-func (r *lpRoom) Terminate(c *channel.Context[lpUser], reason error) {
-	if r.terminated != nil {
-		r.terminated <- reason
-	}
-}
-
+// lpFixture is the WebSocket tests' fixture (same users, routes and
+// Authenticator) with its LongPoll URL and the channels' exit reasons.
 type lpFixture struct {
-	srv        *socket.Server[lpUser]
-	http       *httptest.Server
+	*fixture
 	url        string // .../socket/longpoll
 	terminated chan error
-
-	mu   sync.Mutex
-	auth []*socket.ConnectRequest
 }
 
-func newLPFixture(t *testing.T, mod func(*socket.Config[lpUser])) *lpFixture {
+func newLPFixture(t *testing.T, mod func(*socket.Config[user])) *lpFixture {
 	t.Helper()
-	f := &lpFixture{terminated: make(chan error, 16)}
-	router := channel.NewRouter[lpUser]()
-	router.Handle("room:*", func() channel.Handler[lpUser] { return &lpRoom{terminated: f.terminated} })
-	cfg := socket.Config[lpUser]{
-		Authenticator: socket.AuthenticatorFunc[lpUser](func(_ context.Context, req *socket.ConnectRequest) (lpUser, error) {
-			f.mu.Lock()
-			f.auth = append(f.auth, req)
-			f.mu.Unlock()
-			name := req.Params.Get("token")
-			if name == "" || name == "bad" {
-				return lpUser{}, socket.ErrRefused
-			}
-			return lpUser{Name: name}, nil
-		}),
-		Router:         router,
-		ID:             func(u lpUser) string { return "user_socket:" + u.Name },
-		LongPollWindow: time.Second,
-	}
-	if mod != nil {
-		mod(&cfg)
-	}
-	f.srv = socket.New(cfg)
-	mux := http.NewServeMux()
-	mux.Handle("/socket/", f.srv)
-	f.http = httptest.NewServer(mux)
-	f.url = f.http.URL + "/socket/longpoll"
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		assert.NoError(t, f.srv.Shutdown(ctx))
-		f.http.Close()
-	})
-	return f
-}
-
-func (f *lpFixture) lastAuth() *socket.ConnectRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.auth[len(f.auth)-1]
+	terminated := make(chan error, 16)
+	f := newFixture(t, func(c *socket.Config[user]) {
+		c.LongPollWindow = time.Second
+		if mod != nil {
+			mod(c)
+		}
+	}, func() *room { return &room{terminated: terminated} })
+	return &lpFixture{fixture: f, url: f.http.URL + "/socket/longpoll", terminated: terminated}
 }
 
 func (f *lpFixture) terminatedWith(t *testing.T) error {
@@ -193,7 +124,7 @@ func (f *lpFixture) collect(t *testing.T, query string, n int) []string {
 }
 
 func TestLongPollTranscript(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.LongPollWindow = 500 * time.Millisecond })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollWindow = 500 * time.Millisecond })
 
 	r := f.get(t, "token=alice&vsn=2.0.0&", nil)
 	assert.Equal(t, http.StatusOK, r.HTTP)
@@ -255,7 +186,7 @@ func TestLongPollNDJSONBatch(t *testing.T) {
 }
 
 func TestLongPollHundredLineLimit(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.LongPollWindow = 300 * time.Millisecond })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollWindow = 300 * time.Millisecond })
 	query, _ := f.open(t, "alice")
 	lines := []string{`["3","3","room:a","phx_join",{}]`}
 	for i := 4; i < 110; i++ {
@@ -299,7 +230,7 @@ func TestLongPollBinary(t *testing.T) {
 }
 
 func TestLongPollSessionExpiry(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) {
+	f := newLPFixture(t, func(c *socket.Config[user]) {
 		c.LongPollWindow = 200 * time.Millisecond
 		c.IdleTimeout = 50 * time.Millisecond // LongPoll sessions must ignore it
 	})
@@ -324,7 +255,7 @@ func TestLongPollSessionExpiry(t *testing.T) {
 }
 
 func TestLongPollTokenHeaderAndLastWins(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.LongPollWindow = 100 * time.Millisecond })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollWindow = 100 * time.Millisecond })
 	_, tok := f.open(t, "alice")
 
 	// First token value is the user's, the last the session's: the last wins.
@@ -351,7 +282,7 @@ func TestLongPollTokenHeaderAndLastWins(t *testing.T) {
 }
 
 func TestLongPollCORSOriginMethods(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.AllowedOrigins = []string{"https://good.example"} })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.AllowedOrigins = []string{"https://good.example"} })
 
 	req, err := http.NewRequest(http.MethodOptions, f.url, nil)
 	require.NoError(t, err)
@@ -408,7 +339,7 @@ func TestLongPollForgedAndExpiredTokens(t *testing.T) {
 	}
 	assert.Equal(t, 200, f.post(t, query, ndjson, `["3","3","room:a","phx_join",{}]`).Status, "the real session is unaffected")
 
-	expiring := newLPFixture(t, func(c *socket.Config[lpUser]) { c.LongPollTokenMaxAge = time.Nanosecond })
+	expiring := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollTokenMaxAge = time.Nanosecond })
 	q2, tok2 := expiring.open(t, "alice")
 	assert.Equal(t, 410, expiring.post(t, q2, ndjson, `["3","3","room:a","phx_join",{}]`).Status)
 	r := expiring.get(t, q2, nil)
@@ -417,7 +348,7 @@ func TestLongPollForgedAndExpiredTokens(t *testing.T) {
 }
 
 func TestLongPollBadBodies(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.MaxFrameSize = 1024 })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.MaxFrameSize = 1024 })
 	query, _ := f.open(t, "alice")
 	require.Equal(t, 200, f.post(t, query, ndjson, `["3","3","room:a","phx_join",{}]`).Status)
 
@@ -440,7 +371,7 @@ func TestLongPollBadBodies(t *testing.T) {
 }
 
 func TestLongPollConcurrentPolls(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.LongPollWindow = 5 * time.Second })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollWindow = 5 * time.Second })
 	query, _ := f.open(t, "alice")
 
 	const n = 20
@@ -468,7 +399,7 @@ func TestLongPollConcurrentPolls(t *testing.T) {
 }
 
 func TestLongPollDisconnectAndShutdown(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.LongPollWindow = 5 * time.Second })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollWindow = 5 * time.Second })
 	query, tok := f.open(t, "alice")
 	require.Equal(t, 200, f.post(t, query, ndjson, `["3","3","room:a","phx_join",{}]`).Status)
 	f.collect(t, query, 1)
@@ -505,7 +436,7 @@ func TestLongPollDisconnectAndShutdown(t *testing.T) {
 }
 
 func TestLongPollBufferOverflowEndsSession(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.OutboundQueue = 5 })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.OutboundQueue = 5 })
 	query, _ := f.open(t, "alice")
 	require.Equal(t, 200, f.post(t, query, ndjson, `["3","3","room:a","phx_join",{}]`).Status)
 	for i := range 20 {
@@ -518,7 +449,7 @@ func TestLongPollBufferOverflowEndsSession(t *testing.T) {
 func TestLongPollRelayBetweenNodes(t *testing.T) {
 	ps := pubsub.NewLocal("shared")
 	key := []byte("the same key on every node")
-	mod := func(c *socket.Config[lpUser]) {
+	mod := func(c *socket.Config[user]) {
 		c.PubSub = ps
 		c.LongPollKey = key
 		c.LongPollWindow = time.Second
@@ -565,7 +496,7 @@ func TestLongPollRelayBetweenNodes(t *testing.T) {
 }
 
 func TestLongPollWaitsForFramesToBeHandled(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[lpUser]) { c.LongPollWindow = 5 * time.Second })
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollWindow = 5 * time.Second })
 	query, _ := f.open(t, "alice")
 	// When the POST answers, its frames have been handled (a join replies
 	// from the reader itself), so an immediate poll returns the reply at once.

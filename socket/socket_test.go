@@ -50,6 +50,15 @@ func (r *room) HandleIn(c *channel.Context[user], event string, p channel.Payloa
 		return channel.OK(map[string]any{"name": c.Assigns().Name}), nil
 	case "bcast":
 		return channel.NoReply(), c.Broadcast("b", p)
+	case "binary_len":
+		return channel.OK(map[string]any{"binary": p.IsBinary(), "bytes": string(p.Bytes())}), nil
+	case "binary_echo":
+		return channel.OK(channel.Binary(p.Bytes())), nil
+	case "push_binary":
+		if err := c.Push("bin", channel.Binary("xyz")); err != nil {
+			return channel.Error(map[string]string{"push": err.Error()}), nil
+		}
+		return channel.OK(nil), nil
 	}
 	return channel.NoReply(), nil
 }
@@ -66,6 +75,12 @@ type fixture struct {
 	url  string
 	auth []*socket.ConnectRequest
 	mu   sync.Mutex
+}
+
+func (f *fixture) lastAuth() *socket.ConnectRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.auth[len(f.auth)-1]
 }
 
 func newFixture(t *testing.T, mod func(*socket.Config[user]), newRoom func() *room) *fixture {
@@ -237,9 +252,7 @@ func TestAuthTokenSubprotocol(t *testing.T) {
 	b := strings.TrimRight(base64.StdEncoding.EncodeToString([]byte(tok)), "=")
 	c := f.dial(t, "token=alice&vsn=2.0.0", &websocket.DialOptions{Subprotocols: []string{"phoenix", "base64url.bearer.phx." + b}})
 	assert.Equal(t, "phoenix", c.c.Subprotocol())
-	f.mu.Lock()
-	last := f.auth[len(f.auth)-1]
-	f.mu.Unlock()
+	last := f.lastAuth()
 	assert.Equal(t, tok, last.AuthToken)
 	assert.Equal(t, "websocket", last.Transport)
 }
