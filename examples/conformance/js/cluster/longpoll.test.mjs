@@ -3,57 +3,15 @@
 // through the cluster PubSub (the nodes share the LongPoll session key).
 //
 // phoenix.js 1.8 uses fetch when there is no XMLHttpRequest (Node 20 has fetch). 1.7 only knows XMLHttpRequest, so
-// for it this file installs a minimal fetch-backed XMLHttpRequest and a `self` global before phoenix.js is loaded
-// (its bundle captures its global object at load time), as test/longpoll.test.mjs does.
+// for it lib/longpoll-shim.js installs a minimal fetch-backed XMLHttpRequest and a `self` global before phoenix.js
+// is loaded (its bundle captures its global object at load time).
 import assert from "node:assert/strict"
-import {readFileSync} from "node:fs"
-import {createRequire} from "node:module"
-import {dirname, join} from "node:path"
 import {describe, it} from "node:test"
 
-const pkgName = process.env.PHOENIX_PKG || "phoenix18"
-const pkgMain = createRequire(import.meta.url).resolve(pkgName)
-const legacy = JSON.parse(readFileSync(join(dirname(pkgMain), "../../package.json"), "utf8")).version.startsWith("1.7.")
-if(legacy){
-  if(typeof globalThis.self === "undefined"){ globalThis.self = globalThis }
-  if(typeof globalThis.XMLHttpRequest === "undefined"){ globalThis.XMLHttpRequest = fetchXHR() }
-}
+import "../lib/longpoll-shim.js" // before phoenix.js is loaded
 
 const {Member, TEST_TIMEOUT, api, control, converged, env, member, phoenix, sleep, uniqueTopic} = await import("./lib.mjs")
 const opts = {timeout: TEST_TIMEOUT}
-
-/** A minimal XMLHttpRequest on fetch: just what phoenix.js 1.7's Ajax.xhrRequest uses. */
-function fetchXHR(){
-  return class FetchXHR {
-    constructor(){
-      this.readyState = 0
-      this.status = 0
-      this.responseText = ""
-      this.timeout = 0
-      this.headers = {}
-      this.controller = new AbortController()
-    }
-    open(method, url){ this.method = method; this.url = url; this.readyState = 1 }
-    setRequestHeader(key, value){ this.headers[key] = value }
-    abort(){ this.aborted = true; this.controller.abort() }
-    send(body){
-      const timer = this.timeout ? setTimeout(() => { this.timedOut = true; this.controller.abort() }, this.timeout) : null
-      fetch(this.url, {method: this.method, headers: this.headers, body: body ?? undefined, signal: this.controller.signal})
-        .then(async resp => {
-          this.status = resp.status
-          this.responseText = await resp.text()
-          clearTimeout(timer)
-          this.readyState = 4
-          if(this.onreadystatechange){ this.onreadystatechange() }
-        })
-        .catch(() => {
-          clearTimeout(timer)
-          if(this.aborted){ return }
-          if(this.timedOut){ this.ontimeout && this.ontimeout() } else { this.onerror && this.onerror() }
-        })
-    }
-  }
-}
 
 describe(`LongPoll across nodes (${env.pkg})`, () => {
   it("a session opened on one node works through every node: join, push, shouts, broadcasts, presence", opts, async t => {

@@ -3,67 +3,18 @@
 // replies turned into error replies, the authToken header (1.8), and a server-side disconnect.
 //
 // phoenix.js 1.8 uses fetch when there is no XMLHttpRequest (Node 20 has fetch). 1.7 only knows XMLHttpRequest,
-// so for it this file installs a minimal fetch-backed XMLHttpRequest (just what phoenix.js's Ajax uses) and a
-// `self` global for its bundle to find them. Each test file runs in its own process under node --test, so neither
-// leaks into the WebSocket suites.
+// so for it lib/longpoll-shim.js installs a minimal fetch-backed XMLHttpRequest and a `self` global first.
 //
 // Over LongPoll phoenix.js always speaks V2 whatever vsn says (it ignores custom encode/decode for LongPoll), and
 // the server does the same, so these tests run unchanged in the vsn 1.0.0 rows.
 import assert from "node:assert/strict"
-import {readFileSync} from "node:fs"
-import {createRequire} from "node:module"
-import {dirname, join} from "node:path"
 import {describe, it} from "node:test"
 
-// Decided before phoenix.js is loaded (by the harness), because phoenix.js 1.7's bundle captures its global object
-// at load time: `self` or `window`, else an undefined `global` (its own variable shadows Node's).
-const pkgName = process.env.PHOENIX_PKG || "phoenix18"
-const pkgMain = createRequire(import.meta.url).resolve(pkgName)
-const legacy = JSON.parse(readFileSync(join(dirname(pkgMain), "../../package.json"), "utf8")).version.startsWith("1.7.")
-if(legacy){
-  if(typeof globalThis.self === "undefined"){ globalThis.self = globalThis }
-  if(typeof globalThis.XMLHttpRequest === "undefined"){ globalThis.XMLHttpRequest = fetchXHR() }
-}
+import "../lib/longpoll-shim.js" // before phoenix.js is loaded
 
 const {Client, TEST_TIMEOUT, env, is18, phoenixVersion, post, uniqueTopic, userReply} = await import("../lib/harness.js")
 const {LongPoll} = await import(env.pkg)
 const opts = {timeout: TEST_TIMEOUT}
-
-/**
- * A minimal XMLHttpRequest on fetch, just what phoenix.js 1.7's Ajax.xhrRequest uses: open, setRequestHeader,
- * timeout, send, abort, readyState/responseText/onreadystatechange, onerror, ontimeout.
- */
-function fetchXHR(){
-  return class FetchXHR {
-    constructor(){
-      this.readyState = 0
-      this.status = 0
-      this.responseText = ""
-      this.timeout = 0
-      this.headers = {}
-      this.controller = new AbortController()
-    }
-    open(method, url){ this.method = method; this.url = url; this.readyState = 1 }
-    setRequestHeader(key, value){ this.headers[key] = value }
-    abort(){ this.aborted = true; this.controller.abort() }
-    send(body){
-      const timer = this.timeout ? setTimeout(() => { this.timedOut = true; this.controller.abort() }, this.timeout) : null
-      fetch(this.url, {method: this.method, headers: this.headers, body: body ?? undefined, signal: this.controller.signal})
-        .then(async resp => {
-          this.status = resp.status
-          this.responseText = await resp.text()
-          clearTimeout(timer)
-          this.readyState = 4
-          if(this.onreadystatechange){ this.onreadystatechange() }
-        })
-        .catch(() => {
-          clearTimeout(timer)
-          if(this.aborted){ return }
-          if(this.timedOut){ this.ontimeout && this.ontimeout() } else { this.onerror && this.onerror() }
-        })
-    }
-  }
-}
 
 /** A phoenix.js client on the LongPoll transport, open. */
 async function longPoll(t, token = "alice", extra = {}){
