@@ -17,6 +17,11 @@ type Message struct {
 	From string
 	// Node is the node the broadcast originated on; adapters set it.
 	Node string
+	// Offset and Epoch place a broadcast of a recoverable topic in its
+	// topic's history (package history); both are zero otherwise. Adapters
+	// carry them between nodes.
+	Offset uint64
+	Epoch  string
 
 	mu     sync.Mutex
 	frames [protocol.NumSerializers]frame
