@@ -38,7 +38,7 @@ type InfoHandler[A any] interface {
 }
 
 // Terminator is implemented by handlers that clean up when the channel ends.
-// reason is Left, Closed, Shutdown, Inactive, the reason given to Stop, a
+// reason is Left, Closed, Shutdown, Inactive, Expired, the reason given to Stop, a
 // *CrashError, or Shutdown when the join was refused. Unlike Phoenix,
 // Terminate also runs after a crash; it does not run when a duplicate join
 // replaces the channel.

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/phxgo/phx/socket/protocol"
 	"github.com/phxgo/phx/socket/pubsub"
@@ -40,6 +41,9 @@ type instance[A any] struct {
 	hooks   []func()
 	cctx    context.Context
 	cancel  context.CancelFunc
+
+	expiry   time.Time   // see Context.SetExpiry
+	expTimer *time.Timer // armed while expiry is set
 }
 
 type mailKind uint8
@@ -50,6 +54,7 @@ const (
 	mailInfo
 	mailAfterJoin
 	mailLeave
+	mailExpire
 )
 
 type mail struct {
@@ -126,6 +131,7 @@ func (in *instance[A]) drain() {
 			hooks := in.hooks
 			in.hooks = nil
 			cancel := in.cancel
+			in.stopExpiryLocked()
 			in.mu.Unlock()
 			in.finish(plan, hooks, cancel)
 			return
@@ -249,6 +255,8 @@ func (in *instance[A]) handle(m mail) {
 		}
 		res, err := in.call("AfterJoin", func() (Result, error) { return h.AfterJoin(c) })
 		in.apply(res, err, nil, false)
+	case mailExpire:
+		in.expire()
 	case mailLeave:
 		// Phoenix: reply ok, then phx_close, terminate with {:shutdown, :left}.
 		in.s.sendReplyPayload(in.joinRef, m.msg.Ref, in.topic, "ok", Payload{})

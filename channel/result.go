@@ -94,5 +94,6 @@ func (e *CrashError) Unwrap() []error { return []error{Crashed, e.Err} }
 // rather than reporting an error (phx_error).
 func isClean(reason error) bool {
 	return reason == nil || errors.Is(reason, Normal) || errors.Is(reason, Shutdown) ||
-		errors.Is(reason, Left) || errors.Is(reason, Closed) || errors.Is(reason, Inactive)
+		errors.Is(reason, Left) || errors.Is(reason, Closed) || errors.Is(reason, Inactive) ||
+		errors.Is(reason, Expired)
 }

@@ -225,6 +225,7 @@ func (in *instance[A]) runExitHooks() {
 	in.exited = true
 	hooks := in.hooks
 	in.hooks = nil
+	in.stopExpiryLocked()
 	in.mu.Unlock()
 	for _, h := range hooks {
 		in.safeHook(h)

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/phxgo/phx/channel"
@@ -28,6 +29,7 @@ var (
 	closeIdle         = closeCause{transport.StatusGoingAway, "idle timeout", channel.Closed}
 	closeWriteTimeout = closeCause{transport.StatusGoingAway, "write timeout", channel.Closed}
 	closeSlow         = closeCause{transport.StatusTryAgainLater, "slow consumer: outbound queue full", channel.Closed}
+	closeExpired      = closeCause{transport.StatusTokenExpired, "token expired", channel.Expired}
 )
 
 // conn is one client connection: a reader goroutine that owns the protocol
@@ -52,6 +54,8 @@ type conn[A any] struct {
 	// would allocate a closure on every wake-up, i.e. on every delivery of a
 	// fan-out.
 	writer func()
+
+	expiry *time.Timer // closes the connection at its token's expiry; nil without one
 
 	mu      sync.Mutex
 	queue   []outFrame
@@ -129,6 +133,9 @@ func (s *Server[A]) newConn(t transport.Conn, cd connected[A], transportName str
 	if c.socketID != "" {
 		s.ps.Subscribe(c.socketID, (*idListener[A])(c))
 	}
+	if !cd.expiry.IsZero() {
+		c.expiry = time.AfterFunc(time.Until(cd.expiry), func() { c.closeWith(closeExpired) })
+	}
 	return c
 }
 
@@ -174,6 +181,9 @@ func (c *conn[A]) readLoop() {
 // finish tears the connection down after its reader ended.
 func (c *conn[A]) finish() {
 	s := c.srv
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	if c.socketID != "" {
 		s.ps.Unsubscribe(c.socketID, (*idListener[A])(c))
 	}

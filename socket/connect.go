@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/phxgo/phx/socket/protocol"
 )
@@ -36,6 +37,7 @@ type connected[A any] struct {
 	assigns    A
 	serializer protocol.Serializer
 	socketID   string
+	expiry     time.Time
 }
 
 // connect runs Phoenix's connect steps in order: params, origin, vsn, the
@@ -75,7 +77,7 @@ func (s *Server[A]) connect(r *http.Request, transport, authToken string) (conne
 	if err != nil {
 		return zero, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	c := connected[A]{assigns: assigns, serializer: ser}
+	c := connected[A]{assigns: assigns, serializer: ser, expiry: req.expiry}
 	if s.cfg.ID != nil {
 		c.socketID = s.cfg.ID(assigns)
 	}

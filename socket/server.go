@@ -56,7 +56,22 @@ type ConnectRequest struct {
 	// (in Sec-WebSocket-Protocol, or X-Phoenix-AuthToken over LongPoll).
 	AuthToken string
 	Transport string // "websocket" or "longpoll"
+
+	expiry time.Time
 }
+
+// SetExpiry gives the connection an expiry, typically the expiry of the
+// token it authenticated with (a JWT's exp, a Phoenix.Token's max age). When
+// it passes, the server closes the connection with close code 4001 "token
+// expired" and its channels end with channel.Expired. phoenix.js then
+// reconnects, evaluating its params again: pass them as a function
+// (`new Socket(url, {params: () => ({token: currentToken()})})`) so that the
+// reconnect carries a fresh token. For a per-channel expiry that a client
+// can refresh without reconnecting, see channel.Context.SetExpiry.
+func (r *ConnectRequest) SetExpiry(t time.Time) { r.expiry = t }
+
+// Expiry returns the expiry set by SetExpiry, or the zero time.
+func (r *ConnectRequest) Expiry() time.Time { return r.expiry }
 
 // ErrRefused is a convenient error for an Authenticator to refuse with.
 var ErrRefused = errors.New("socket: connection refused")

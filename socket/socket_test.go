@@ -165,7 +165,10 @@ func (r *rawConn) recv() string {
 	r.t.Helper()
 	select {
 	case f, ok := <-r.frames:
-		require.True(r.t, ok, "connection closed: %v", r.err)
+		if !ok {
+			// r.err is written before frames is closed, so reading it is safe only now.
+			r.t.Fatalf("connection closed: %v", r.err)
+		}
 		return f
 	case <-time.After(3 * time.Second):
 		r.t.Fatal("no frame within 3s")

@@ -43,6 +43,9 @@ const (
 	StatusInternalError   StatusCode = 1011
 	StatusServiceRestart  StatusCode = 1012 // server shutdown: reconnect elsewhere
 	StatusTryAgainLater   StatusCode = 1013 // slow consumer: outbound queue full
+	// StatusTokenExpired (application range 4000-4999) closes a connection
+	// whose token expired (socket.ConnectRequest.SetExpiry).
+	StatusTokenExpired StatusCode = 4001
 )
 
 // ErrClosed is returned by operations on a closed connection.
