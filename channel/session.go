@@ -275,10 +275,41 @@ func (s *Session[A]) Close(reason error) {
 // without handling it, for messages a socket refuses (rate limits). Messages
 // without a ref get nothing, since nobody waits for them.
 func (s *Session[A]) ReplyError(msg protocol.Message, reason string) {
-	if msg.Ref == nil {
-		return
+	if data, bin, ok := s.ErrorReply(msg, reason); ok {
+		s.cfg.Out.Send(data, bin)
 	}
-	s.sendReplyPayload(msg.JoinRef, msg.Ref, msg.Topic, "error", reasonPayload(reason))
+}
+
+// ErrorReply encodes the reply ReplyError would send, for a connection that
+// queues it itself; ok is false when msg has no ref (nothing to send).
+func (s *Session[A]) ErrorReply(msg protocol.Message, reason string) (data []byte, binary, ok bool) {
+	if msg.Ref == nil {
+		return nil, false, false
+	}
+	data, binary, err := s.cfg.Serializer.EncodeReply(nil, msg.JoinRef, msg.Ref, msg.Topic, "error", reasonPayload(reason))
+	if err != nil {
+		s.logger.Error("reply failed", "topic", msg.Topic, "error", err)
+		return nil, false, false
+	}
+	s.cfg.Observer.Replied("error")
+	return data, binary, true
+}
+
+// CanJoin reports whether a join to topic would reach a handler: the topic
+// has a route, and it is joined already (a duplicate join replaces the
+// channel) or the channel limit leaves room. Joins it refuses are answered
+// without running application code, so a connection may charge them less.
+func (s *Session[A]) CanJoin(topic string) bool {
+	if s.cfg.Router.lookup(topic) == nil {
+		return false
+	}
+	if s.cfg.MaxChannels <= 0 {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, joined := s.channels[topic]
+	return joined || len(s.channels) < s.cfg.MaxChannels
 }
 
 // Wait blocks until every channel goroutine of the session has finished.

@@ -44,7 +44,10 @@ type conn[A any] struct {
 
 	// Rate limiting state, touched only by the reader goroutine.
 	msgBucket, joinBucket bucket
-	limited               int // rate-limited messages in a row
+	msgFlood, joinFlood   floodMeter
+	// unsentRefusals counts refusals queued and not yet written: a client
+	// waiting for each reply never has more than one.
+	unsentRefusals atomic.Int32
 
 	lastRead   atomic.Int64 // coarse unix nanoseconds of the last frame read
 	writeStart atomic.Int64 // when the current write batch started; 0 when idle
@@ -71,8 +74,9 @@ type conn[A any] struct {
 const idleSpare = 4
 
 type outFrame struct {
-	data   []byte
-	binary bool
+	data    []byte
+	binary  bool
+	refusal bool // a rate-limit refusal, counted in unsentRefusals
 }
 
 func (s *Server[A]) serveWebSocket(w http.ResponseWriter, r *http.Request) {
@@ -166,8 +170,8 @@ func (c *conn[A]) readLoop() {
 			break
 		}
 		s.cfg.Metrics.MessageIn(c.tname)
-		if !c.admit(msg) {
-			if c.limited >= s.cfg.AbuseLimit {
+		if ok, abusive := c.admit(msg); !ok {
+			if abusive {
 				c.closeWith(closeCause{transport.StatusPolicyViolation, "rate limit exceeded", channel.Closed})
 				break
 			}
@@ -207,30 +211,43 @@ func (c *conn[A]) finish() {
 
 // admit applies the per-socket rate limits: joins and other messages have
 // their own buckets. Heartbeats are always answered, so that a throttled
-// client is not also disconnected by its own liveness check.
-func (c *conn[A]) admit(msg protocol.Message) bool {
+// client is not also disconnected by its own liveness check. A refused
+// message gets an error reply; abusive reports that the client floods (see
+// Config.AbuseLimit) and must be closed.
+func (c *conn[A]) admit(msg protocol.Message) (ok, abusive bool) {
 	cfg := &c.srv.cfg
 	if msg.Topic == protocol.TopicPhoenix && msg.Event == protocol.EventHeartbeat {
-		return true
+		return true, false
 	}
 	now := c.srv.now.Load()
-	b, rate, burst, kind := &c.msgBucket, cfg.MessageRate, cfg.MessageBurst, "message"
-	if msg.Event == protocol.EventJoin {
-		b, rate, burst, kind = &c.joinBucket, cfg.JoinRate, cfg.JoinBurst, "join"
+	b, rate, burst, flood, kind := &c.msgBucket, cfg.MessageRate, cfg.MessageBurst, &c.msgFlood, "message"
+	if msg.Event == protocol.EventJoin && c.sess.CanJoin(msg.Topic) {
+		// A join the session will refuse on its own costs what any message
+		// costs: it runs no handler.
+		b, rate, burst, flood, kind = &c.joinBucket, cfg.JoinRate, cfg.JoinBurst, &c.joinFlood, "join"
 	}
 	if b.allow(now, float64(rate), float64(burst)) {
-		c.limited = 0
-		return true
+		return true, false
 	}
-	c.limited++
 	cfg.Metrics.RateLimited(kind)
-	c.sess.ReplyError(msg, "rate limited")
-	return false
+	if flood.refuse(now, cfg.AbuseWindow, abuseFactor*rate*int(max(cfg.AbuseWindow/time.Second, 1))) {
+		return false, true
+	}
+	if c.unsentRefusals.Load() >= int32(cfg.AbuseLimit) {
+		return false, true
+	}
+	if data, bin, ok := c.sess.ErrorReply(msg, "rate limited"); ok {
+		c.unsentRefusals.Add(1)
+		c.send(outFrame{data: data, binary: bin, refusal: true})
+	}
+	return false, false
 }
 
 // Send implements channel.Outbox: it queues a frame and wakes the writer.
 // It never blocks; a full queue closes the connection as a slow consumer.
-func (c *conn[A]) Send(data []byte, binary bool) {
+func (c *conn[A]) Send(data []byte, binary bool) { c.send(outFrame{data: data, binary: binary}) }
+
+func (c *conn[A]) send(f outFrame) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -246,7 +263,7 @@ func (c *conn[A]) Send(data []byte, binary bool) {
 	if c.queue == nil {
 		c.queue, c.spare = c.spare, nil
 	}
-	c.queue = append(c.queue, outFrame{data, binary})
+	c.queue = append(c.queue, f)
 	if !c.writing {
 		c.writing = true
 		c.srv.wg.Add(1)
@@ -285,7 +302,11 @@ func (c *conn[A]) writeLoop() {
 		c.writeStart.Store(c.srv.now.Load())
 		var err error
 		for _, f := range batch {
-			if err = c.t.WriteFrame(context.Background(), f.data, f.binary); err != nil {
+			err = c.t.WriteFrame(context.Background(), f.data, f.binary)
+			if f.refusal {
+				c.unsentRefusals.Add(-1)
+			}
+			if err != nil {
 				break
 			}
 			c.srv.cfg.Metrics.MessageOut(c.tname)

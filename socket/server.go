@@ -141,15 +141,24 @@ type Config[A any] struct {
 	// send (a token bucket: MessageRate per second sustained, bursts of
 	// MessageBurst; defaults DefaultMessageRate and DefaultMessageBurst; a
 	// negative rate disables the limit). A message over the limit gets the
-	// error reply {"reason":"rate limited"}; AbuseLimit such messages in a
-	// row close the socket with 1008.
+	// error reply {"reason":"rate limited"}; see AbuseLimit for when a
+	// refused client is closed.
 	MessageRate, MessageBurst int
 	// JoinRate and JoinBurst bound joins per socket in the same way
-	// (defaults DefaultJoinRate and DefaultJoinBurst).
+	// (defaults DefaultJoinRate and DefaultJoinBurst). Joins that are
+	// refused before any handler runs (unmatched topic, MaxChannels reached)
+	// cost a message token instead, so a client that asks for many topics
+	// gets Phoenix's "too many channels joined" rather than a rate limit.
 	JoinRate, JoinBurst int
-	// AbuseLimit is how many rate-limited messages in a row close the socket
-	// (default DefaultAbuseLimit).
-	AbuseLimit int
+	// AbuseLimit and AbuseWindow decide when a refused client is closed
+	// with 1008. Refusals alone never close a client that waits for its
+	// replies; the socket is closed when AbuseLimit refusals are queued
+	// unwritten at once (default DefaultAbuseLimit: the client sends without
+	// reading), or when, within one AbuseWindow (default DefaultAbuseWindow),
+	// more than ten times the limit's rate times the window were refused (a
+	// sustained flood: 50,000 messages or 1,000 joins in 5 s by default).
+	AbuseLimit  int
+	AbuseWindow time.Duration
 
 	// Metrics receives connection and message events (nil: none). See
 	// socket/metrics/prometheus.
@@ -215,6 +224,9 @@ func New[A any](cfg Config[A]) *Server[A] {
 	}
 	if cfg.AbuseLimit <= 0 {
 		cfg.AbuseLimit = DefaultAbuseLimit
+	}
+	if cfg.AbuseWindow <= 0 {
+		cfg.AbuseWindow = DefaultAbuseWindow
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NopMetrics{}

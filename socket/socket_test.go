@@ -438,7 +438,7 @@ func TestParseParams(t *testing.T) {
 
 func TestMessageRateLimit(t *testing.T) {
 	f := newFixture(t, func(c *socket.Config[user]) {
-		c.MessageRate, c.MessageBurst, c.AbuseLimit = 1, 3, 5
+		c.MessageRate, c.MessageBurst, c.AbuseWindow = 1, 3, time.Second
 	}, nil)
 	c := f.dial(t, "token=alice&vsn=2.0.0", nil)
 	c.send(`["1","1","room:a","phx_join",{}]`)
@@ -460,12 +460,97 @@ func TestMessageRateLimit(t *testing.T) {
 	// Heartbeats are never limited.
 	c.send(`[null,"20","phoenix","heartbeat",{}]`)
 	assert.Contains(t, c.recv(), `"status":"ok"`)
-	// Sustained abuse closes the socket with 1008. Writes after the close
-	// may fail; only the close code matters.
-	for i := range 10 {
+	// A sustained flood (over ten times the rate within one AbuseWindow:
+	// here more than 10 refusals in 1 s) closes the socket with 1008. Writes
+	// after the close may fail; only the close code matters.
+	for i := range 30 {
 		_ = c.c.Write(context.Background(), websocket.MessageText, []byte(`["1","`+strconv.Itoa(30+i)+`","room:a","echo",{}]`))
 	}
 	assert.Equal(t, websocket.StatusPolicyViolation, c.closeCode())
+}
+
+// A client that waits for each reply is never closed for being refused:
+// 1,000 joins one after another get 100 channels and then Phoenix's "too
+// many channels joined", while heartbeats, pushes and broadcasts keep
+// working on the same socket.
+func TestManySequentialJoinsKeepTheSocket(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	c := f.dial(t, "token=alice&vsn=2.0.0", nil)
+	ok, tooMany := 0, 0
+	for i := range 1000 {
+		r := strconv.Itoa(i + 1)
+		c.send(`["` + r + `","` + r + `","room:` + r + `","phx_join",{}]`)
+		switch f := c.recv(); {
+		case strings.Contains(f, `"status":"ok"`):
+			ok++
+		case strings.Contains(f, `"too many channels joined"`):
+			tooMany++
+		default:
+			t.Fatalf("join %d: unexpected %s", i+1, f)
+		}
+		if i%100 == 99 {
+			c.send(`[null,"hb` + r + `","phoenix","heartbeat",{}]`)
+			assert.Equal(t, `[null,"hb`+r+`","phoenix","phx_reply",{"status":"ok","response":{}}]`, c.recv())
+			c.send(`["1","e` + r + `","room:1","echo",{"n":` + r + `}]`)
+			assert.Equal(t, `["1","e`+r+`","room:1","phx_reply",{"status":"ok","response":{"n":`+r+`}}]`, c.recv())
+			require.NoError(t, f.srv.Broadcast(context.Background(), "room:2", "tick", map[string]int{"n": i}))
+			assert.Equal(t, `[null,null,"room:2","tick",{"n":`+strconv.Itoa(i)+`}]`, c.recv())
+		}
+	}
+	assert.Equal(t, 100, ok)
+	assert.Equal(t, 900, tooMany)
+}
+
+// Joins over the join rate that wait for their replies are refused with
+// "rate limited", and the socket stays.
+func TestSequentialJoinsOverTheRateKeepTheSocket(t *testing.T) {
+	f := newFixture(t, func(c *socket.Config[user]) { c.MaxChannels = -1 }, nil)
+	c := f.dial(t, "token=alice&vsn=2.0.0", nil)
+	ok, limited := 0, 0
+	for i := range 400 {
+		r := strconv.Itoa(i + 1)
+		c.send(`["` + r + `","` + r + `","room:` + r + `","phx_join",{}]`)
+		switch f := c.recv(); {
+		case strings.Contains(f, `"status":"ok"`):
+			ok++
+		case strings.Contains(f, `"rate limited"`):
+			limited++
+		default:
+			t.Fatalf("join %d: unexpected %s", i+1, f)
+		}
+	}
+	assert.GreaterOrEqual(t, ok, socket.DefaultJoinBurst)
+	assert.Greater(t, limited, socket.DefaultAbuseLimit, "more refusals than the old in-a-row limit, and still open")
+	c.send(`["1","e","room:1","echo",{}]`)
+	assert.Contains(t, c.recv(), `"status":"ok"`)
+}
+
+// A client that sends without reading its replies is closed once
+// AbuseLimit refusals wait unwritten.
+func TestUnreadRefusalsClose(t *testing.T) {
+	f := newFixture(t, func(c *socket.Config[user]) {
+		c.MessageRate, c.MessageBurst, c.AbuseLimit = 1, 40, 5
+		c.AbuseWindow, c.WriteTimeout = time.Hour, time.Hour
+	}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, f.url+"?token=alice&vsn=2.0.0", nil)
+	require.NoError(t, err)
+	defer c.CloseNow()
+	// The client never reads: its own broadcasts of 1 MiB fill the TCP
+	// buffers until the server's writer blocks, then its refusals pile up.
+	require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(`["1","1","room:a","phx_join",{}]`)))
+	big := `{"x":"` + strings.Repeat("a", 1<<20) + `"}`
+	for i := range 35 {
+		require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(`["1","b`+strconv.Itoa(i)+`","room:a","bcast",`+big+`]`)))
+	}
+	for i := range 20 {
+		if c.Write(ctx, websocket.MessageText, []byte(`["1","x`+strconv.Itoa(i)+`","room:a","echo",{}]`)) != nil {
+			break
+		}
+	}
+	require.Eventually(t, func() bool { return f.srv.Connections() == 0 }, 15*time.Second, 10*time.Millisecond,
+		"the flooding client was not closed")
 }
 
 func TestJoinRateLimit(t *testing.T) {
