@@ -349,6 +349,14 @@ func (c *conn[A]) closeWith(cause closeCause) {
 	}()
 }
 
+// closedBy returns why the server closed the connection; the zero cause if
+// it did not (yet).
+func (c *conn[A]) closedBy() closeCause {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause
+}
+
 // idListener is the connection's subscription to its socket id topic.
 type idListener[A any] conn[A]
 

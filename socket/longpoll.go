@@ -33,6 +33,12 @@ const (
 	// DefaultLongPollTokenMaxAge is how long a session token stays valid
 	// (Phoenix's 14 days); sessions normally expire long before.
 	DefaultLongPollTokenMaxAge = 14 * 24 * time.Hour
+	// DefaultLongPollGoneDelay is how long a request carrying the valid
+	// token of a session that has ended waits before it is answered
+	// (Phoenix's pubsub_timeout_ms, the time Phoenix spends looking for the
+	// session's process). phoenix.js 1.7 depends on this order of answers
+	// to rejoin its channels; see Config.LongPollGoneDelay.
+	DefaultLongPollGoneDelay = 2 * time.Second
 )
 
 // longPollRelayTimeout bounds the wait for the owner of a session on another
@@ -58,6 +64,7 @@ type longPoller[A any] struct {
 	owner  string // node name + per-Server instance, carried in tokens
 	window time.Duration
 	maxAge time.Duration
+	gone   time.Duration // Config.LongPollGoneDelay
 
 	ctx    context.Context // cancelled at shutdown: ends relayed requests
 	cancel context.CancelFunc
@@ -75,6 +82,7 @@ func newLongPoller[A any](s *Server[A]) *longPoller[A] {
 		owner:    s.node + "#" + randomHex(6),
 		window:   s.cfg.LongPollWindow,
 		maxAge:   s.cfg.LongPollTokenMaxAge,
+		gone:     s.cfg.LongPollGoneDelay,
 		sessions: make(map[string]*lpSession[A]),
 	}
 	if len(lp.key) == 0 {
@@ -182,15 +190,54 @@ func (lp *longPoller[A]) get(w http.ResponseWriter, r *http.Request) {
 		if owner == lp.owner {
 			if ls := lp.lookup(sid); ls != nil {
 				status, msgs := ls.poll(r.Context())
+				if status == statusAbort {
+					panic(http.ErrAbortHandler)
+				}
 				writePoll(w, status, tok, msgs)
 				return
 			}
+			if !lp.awaitGone(r.Context()) {
+				panic(http.ErrAbortHandler)
+			}
 		} else if res, ok := lp.relay(r.Context(), sid, lpRelayRequest{Op: "poll"}); ok {
+			if res.Status == statusAbort {
+				panic(http.ErrAbortHandler) // the owner is shutting down
+			}
 			writePoll(w, res.Status, tok, res.Messages)
 			return
 		}
 	}
 	lp.create(w, r, lp.queryHasSessionToken(r))
+}
+
+// statusAbort is the poll outcome that drops the HTTP connection instead of
+// answering, as a node going down does: every Phoenix client then reconnects
+// and rejoins.
+const statusAbort = -1
+
+// awaitGone delays the answer to a request for one of this node's sessions
+// that has ended, as Phoenix does (DefaultLongPollGoneDelay). It returns
+// false when the request should be dropped: the server is shutting down.
+func (lp *longPoller[A]) awaitGone(ctx context.Context) bool {
+	if lp.gone <= 0 {
+		return !lp.isClosed()
+	}
+	t := time.NewTimer(lp.gone)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return true // the answer goes nowhere; keep it cheap
+	case <-lp.ctx.Done():
+		return false
+	}
+}
+
+func (lp *longPoller[A]) isClosed() bool {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return lp.closed
 }
 
 // queryHasSessionToken reports whether the last "token" query parameter is a
@@ -286,6 +333,9 @@ func (lp *longPoller[A]) post(w http.ResponseWriter, r *http.Request) {
 	var ls *lpSession[A]
 	if owner == lp.owner {
 		if ls = lp.lookup(sid); ls == nil {
+			if !lp.awaitGone(r.Context()) {
+				panic(http.ErrAbortHandler)
+			}
 			writeLongPoll(w, http.StatusOK, lpStatus{Status: 410})
 			return
 		}
@@ -387,10 +437,20 @@ type lpSession[A any] struct {
 }
 
 // poll waits for frames and returns the answer's status and messages.
+//
+// A session that ends while its poll is held does not end the poll: as in
+// Phoenix, whose poll waits for messages from a process that is gone, the
+// poll runs out its window and answers 204. The client's next request then
+// meets the gone session (DefaultLongPollGoneDelay). That order matters to
+// phoenix.js 1.7: an early 410 makes it adopt a fresh session without
+// rejoining its channels, while a POST answered 410 makes it reconnect and
+// rejoin. A server shutdown instead drops the held poll at once
+// (statusAbort), so that clients move to another node without waiting.
 func (ls *lpSession[A]) poll(ctx context.Context) (int, []string) {
+	start := time.Now()
 	ls.mu.Lock()
 	ls.polls++
-	ls.lastPoll = time.Now()
+	ls.lastPoll = start
 	ls.mu.Unlock()
 	defer func() {
 		ls.mu.Lock()
@@ -401,7 +461,7 @@ func (ls *lpSession[A]) poll(ctx context.Context) (int, []string) {
 	frames, err := ls.t.Poll(ctx, ls.lp.window)
 	switch {
 	case errors.Is(err, transport.ErrClosed):
-		return 410, nil
+		return ls.outlive(ctx, start), nil
 	case err != nil || len(frames) == 0:
 		// Also for a superseded poll: the newer one gets the frames.
 		return 204, nil
@@ -411,6 +471,22 @@ func (ls *lpSession[A]) poll(ctx context.Context) (int, []string) {
 		msgs[i] = string(f)
 	}
 	return 200, msgs
+}
+
+// outlive holds the poll of an ended session until its window ends.
+func (ls *lpSession[A]) outlive(ctx context.Context, start time.Time) int {
+	if ls.c.closedBy().code == closeShutdown.code {
+		return statusAbort
+	}
+	t := time.NewTimer(time.Until(start.Add(ls.lp.window)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-ls.lp.ctx.Done():
+		return statusAbort
+	}
+	return 204
 }
 
 // deliver hands a POST's frames to the session and returns the POST's status.

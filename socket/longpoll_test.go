@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -33,6 +34,9 @@ func newLPFixture(t *testing.T, mod func(*socket.Config[user])) *lpFixture {
 	terminated := make(chan error, 16)
 	f := newFixture(t, func(c *socket.Config[user]) {
 		c.LongPollWindow = time.Second
+		// Short, so that the many requests for ended sessions stay quick;
+		// TestLongPollEndedSessionAnswers checks the order and timing.
+		c.LongPollGoneDelay = 100 * time.Millisecond
 		if mod != nil {
 			mod(c)
 		}
@@ -398,8 +402,15 @@ func TestLongPollConcurrentPolls(t *testing.T) {
 	assert.Len(t, r.Messages, 1)
 }
 
-func TestLongPollDisconnectAndShutdown(t *testing.T) {
-	f := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollWindow = 5 * time.Second })
+// After a session ends (here by Disconnect), every request answers as
+// Phoenix's does once the session's process is gone: the held poll runs out
+// its window and gets 204; a POST with the old token gets 410 and a GET a new
+// session (410 with a new token), each after the gone delay. phoenix.js 1.7
+// rejoins its channels only with this order. Shutdown instead drops held
+// polls at once.
+func TestLongPollEndedSessionAnswers(t *testing.T) {
+	const window, gone = 1500 * time.Millisecond, 500 * time.Millisecond
+	f := newLPFixture(t, func(c *socket.Config[user]) { c.LongPollWindow, c.LongPollGoneDelay = window, gone })
 	query, tok := f.open(t, "alice")
 	require.Equal(t, 200, f.post(t, query, ndjson, `["3","3","room:a","phx_join",{}]`).Status)
 	f.collect(t, query, 1)
@@ -407,30 +418,56 @@ func TestLongPollDisconnectAndShutdown(t *testing.T) {
 	require.Equal(t, 200, f.post(t, bobQuery, ndjson, `["3","3","room:b","phx_join",{}]`).Status)
 	f.collect(t, bobQuery, 1)
 
-	held := make(chan lpResp, 1)
-	go func() { held <- f.get(t, query, nil) }()
-	time.Sleep(50 * time.Millisecond)
-	require.NoError(t, f.srv.Disconnect(context.Background(), "user_socket:alice"))
-	select {
-	case r := <-held:
-		assert.Equal(t, 410, r.Status, "the held poll learns the session is gone")
-	case <-time.After(3 * time.Second):
-		t.Fatal("held poll not ended by Disconnect")
+	type timed struct {
+		r     lpResp
+		after time.Duration
 	}
+	held := make(chan timed, 1)
+	start := time.Now()
+	go func() { r := f.get(t, query, nil); held <- timed{r, time.Since(start)} }()
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, f.srv.Disconnect(context.Background(), "user_socket:alice"))
 	assert.ErrorIs(t, f.terminatedWith(t), channel.Closed)
-	assert.Equal(t, 410, f.post(t, query, ndjson, `["3","4","room:a","echo",{}]`).Status)
-	r := f.get(t, query, nil)
-	assert.Equal(t, 410, r.Status)
-	assert.NotEqual(t, tok, r.Token)
 
-	// bob is unaffected; Shutdown ends his session with Shutdown.
-	held2 := make(chan lpResp, 1)
-	go func() { held2 <- f.get(t, bobQuery, nil) }()
-	time.Sleep(50 * time.Millisecond)
+	// While the poll is held, a POST meets the ended session: 410 after the delay.
+	t0 := time.Now()
+	assert.Equal(t, 410, f.post(t, query, ndjson, `["3","4","room:a","echo",{}]`).Status)
+	assert.GreaterOrEqual(t, time.Since(t0), gone-50*time.Millisecond, "POST for an ended session answered before the gone delay")
+
+	select {
+	case h := <-held:
+		assert.Equal(t, 204, h.r.Status, "the held poll runs out its window")
+		assert.Equal(t, tok, h.r.Token)
+		assert.GreaterOrEqual(t, h.after, window-100*time.Millisecond, "held poll answered before its window ended")
+	case <-time.After(window + 2*time.Second):
+		t.Fatal("held poll not answered at the end of its window")
+	}
+	t0 = time.Now()
+	r := f.get(t, query, nil)
+	assert.GreaterOrEqual(t, time.Since(t0), gone-50*time.Millisecond, "GET for an ended session answered before the gone delay")
+	assert.Equal(t, 410, r.Status)
+	assert.NotEqual(t, tok, r.Token, "a new session")
+
+	// Shutdown drops bob's held poll at once (no answer: the connection
+	// closes, as when a node goes down) and ends his channel with Shutdown.
+	held2 := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, f.url+"?"+bobQuery, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("answered %d", resp.StatusCode)
+		}
+		held2 <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	t0 = time.Now()
 	require.NoError(t, f.srv.Shutdown(ctx))
-	assert.Equal(t, 410, (<-held2).Status)
+	err := <-held2
+	assert.ErrorIs(t, err, io.EOF, "the held poll's connection is dropped")
+	assert.Less(t, time.Since(t0), window/2, "Shutdown waited for the held poll")
 	assert.ErrorIs(t, f.terminatedWith(t), channel.Shutdown)
 	assert.Equal(t, 403, f.get(t, "token=bob&vsn=2.0.0", nil).Status, "no new sessions after Shutdown")
 }

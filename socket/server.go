@@ -132,6 +132,13 @@ type Config[A any] struct {
 	// LongPollTokenMaxAge bounds the age of a session token (default
 	// DefaultLongPollTokenMaxAge, 14 days as in Phoenix).
 	LongPollTokenMaxAge time.Duration
+	// LongPollGoneDelay is how long a GET or POST carrying the valid token
+	// of a session that has ended waits before its answer (a new session,
+	// or 410), as in Phoenix (default DefaultLongPollGoneDelay, 2 s;
+	// negative: none). Keep Phoenix's order of answers for phoenix.js 1.7,
+	// which rejoins its channels only when a POST meets the ended session
+	// before a GET hands it a new one.
+	LongPollGoneDelay time.Duration
 
 	// MaxConnections caps open connections on this server (default 0: no
 	// cap). Connects beyond it are refused: HTTP 503 for WebSocket,
@@ -236,6 +243,9 @@ func New[A any](cfg Config[A]) *Server[A] {
 	}
 	if cfg.LongPollTokenMaxAge <= 0 {
 		cfg.LongPollTokenMaxAge = DefaultLongPollTokenMaxAge
+	}
+	if cfg.LongPollGoneDelay == 0 {
+		cfg.LongPollGoneDelay = DefaultLongPollGoneDelay
 	}
 	s := &Server[A]{cfg: cfg, conns: make(map[*conn[A]]struct{})}
 	s.logger = cfg.Logger

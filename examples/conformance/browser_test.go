@@ -16,7 +16,7 @@ const chromiumPath = "/usr/bin/chromium"
 
 // TestBrowser runs js/browser/browser.test.mjs: the unmodified phoenix.js browser bundle in headless Chromium
 // (driven by playwright-core), one page over LongPoll and one over WebSocket in the same room, plus the automatic
-// WebSocket-to-LongPoll fallback, against the conformance server. Once per phoenix.js release line.
+// WebSocket-to-LongPoll fallback, against the conformance server. Once per phoenix.js release line (and 1.7.21).
 func TestBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("the browser suite needs Chromium at %s (apt-get install chromium): %v", chromiumPath, err)
@@ -28,7 +28,8 @@ func TestBrowser(t *testing.T) {
 	testenv.NPMInstall(t, js)
 	srv := testenv.StartConformance(t, testenv.BuildConformance(t))
 
-	for _, pkg := range []string{"phoenix17", "phoenix18"} {
+	// phoenix1721 too: its LongPoll differs from 1.7.23's and is what most 1.7 apps in the field run.
+	for _, pkg := range []string{"phoenix17", "phoenix1721", "phoenix18"} {
 		t.Run(pkg, func(t *testing.T) {
 			start := time.Now()
 			// Each node test has its own 60 s limit; node exits when they are done (RunNode also bounds the run
