@@ -193,7 +193,18 @@ func join(t *testing.T, c *client.Client, topic string, params any) *client.Chan
 // next waits up to 5 s for event on ch.
 func next(t *testing.T, ch *client.Channel, event string) client.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(testCtx(t), 5*time.Second)
+	return nextWithin(t, ch, event, 5*time.Second)
+}
+
+// recoveryWait bounds a reconnect after a server-side disconnect. Over LongPoll it takes as long
+// as with Phoenix: the held poll runs out its window (10 s) and the next request meets the ended
+// session after 2 s.
+const recoveryWait = 16 * time.Second
+
+// nextWithin waits up to d for event on ch.
+func nextWithin(t *testing.T, ch *client.Channel, event string, d time.Duration) client.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(testCtx(t), d)
 	defer cancel()
 	m, err := ch.Next(ctx, event)
 	require.NoError(t, err, "%s on %s", event, ch.Topic())
@@ -480,7 +491,7 @@ func rowAPIDisconnect(t *testing.T, e *clientEnv) {
 
 	require.Equal(t, http.StatusNoContent, e.post(t, "/api/disconnect?id=1", ""))
 	for i, ch := range chs {
-		next(t, ch, client.EventJoined)
+		nextWithin(t, ch, client.EventJoined, recoveryWait)
 		assert.NoError(t, alices[i].Err(), "the client must keep running")
 		assert.JSONEq(t, `{"back":1}`, push(t, ch, "echo", map[string]int{"back": 1}))
 	}
@@ -559,6 +570,12 @@ func (tr *tracked) record(call string) {
 	tr.calls = append(tr.calls, call)
 }
 
+func (tr *tracked) callLog() []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return slices.Clone(tr.calls)
+}
+
 func (tr *tracked) called(call string) bool {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
@@ -602,7 +619,7 @@ func (tr *tracked) await(t *testing.T, want string) {
 		select {
 		case <-tr.synced:
 		case <-deadline.C:
-			t.Fatalf("presence %q, want %q (callbacks %q)", tr.summary(), want, tr.calls)
+			t.Fatalf("presence %q, want %q (callbacks %q)", tr.summary(), want, tr.callLog())
 		}
 	}
 }
@@ -622,11 +639,11 @@ func rowPresence(t *testing.T, e *clientEnv) {
 		}
 	}
 	assert.Equal(t, bob.refs("bob"), alice.refs("bob"), "the refs are the server's")
-	assert.True(t, alice.called("join bob new +1"), "alice's callbacks: %q", alice.calls)
+	assert.True(t, alice.called("join bob new +1"), "alice's callbacks: %q", alice.callLog())
 
 	require.NoError(t, bob.ch.Leave(testCtx(t)))
 	alice.await(t, "alice:1500")
-	assert.True(t, alice.called("leave bob -1 =0"), "alice's callbacks: %q", alice.calls)
+	assert.True(t, alice.called("leave bob -1 =0"), "alice's callbacks: %q", alice.callLog())
 }
 
 // rowPresenceTabs: one user on two sockets is one key with two metas; closing one socket keeps
@@ -642,7 +659,7 @@ func rowPresenceTabs(t *testing.T, e *clientEnv) {
 	for _, tr := range []*tracked{bob, tab1, tab2} {
 		tr.await(t, "alice:1500,1500 bob:1400")
 	}
-	assert.True(t, bob.called("join alice again +1"), "bob's callbacks: %q", bob.calls)
+	assert.True(t, bob.called("join alice again +1"), "bob's callbacks: %q", bob.callLog())
 	assert.Equal(t, tab1.refs("alice"), tab2.refs("alice"), "both tabs see both metas")
 
 	if e.base.Transport == client.LongPoll {
@@ -652,7 +669,7 @@ func rowPresenceTabs(t *testing.T, e *clientEnv) {
 	for _, tr := range []*tracked{bob, tab1} {
 		tr.await(t, "alice:1500 bob:1400")
 	}
-	assert.True(t, bob.called("leave alice -1 =1"), "bob's callbacks: %q", bob.calls)
+	assert.True(t, bob.called("leave alice -1 =1"), "bob's callbacks: %q", bob.callLog())
 }
 
 // rowPresenceCrash: a crashed channel's presence leaves; the client rejoins, is tracked again
@@ -693,12 +710,12 @@ func rowPresenceDisconnect(t *testing.T, e *clientEnv) {
 	before := alice.refs("bob")
 
 	require.Equal(t, http.StatusNoContent, e.post(t, "/api/disconnect?id=2", ""))
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(recoveryWait); ; time.Sleep(10 * time.Millisecond) {
 		if now := alice.refs("bob"); len(now) == 1 && now[0] != before[0] {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no new presence of bob at alice: %q (before %q, callbacks %q)", alice.refs("bob"), before, alice.calls)
+			t.Fatalf("no new presence of bob at alice: %q (before %q, callbacks %q)", alice.refs("bob"), before, alice.callLog())
 		}
 	}
 	alice.await(t, "alice:1500 bob:1400")
