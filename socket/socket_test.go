@@ -529,7 +529,7 @@ func TestSequentialJoinsOverTheRateKeepTheSocket(t *testing.T) {
 // AbuseLimit refusals wait unwritten.
 func TestUnreadRefusalsClose(t *testing.T) {
 	f := newFixture(t, func(c *socket.Config[user]) {
-		c.MessageRate, c.MessageBurst, c.AbuseLimit = 1, 40, 5
+		c.MessageRate, c.MessageBurst, c.AbuseLimit = 1, 36, 5
 		c.AbuseWindow, c.WriteTimeout = time.Hour, time.Hour
 	}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -544,7 +544,9 @@ func TestUnreadRefusalsClose(t *testing.T) {
 	for i := range 35 {
 		require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(`["1","b`+strconv.Itoa(i)+`","room:a","bcast",`+big+`]`)))
 	}
-	for i := range 20 {
+	// The burst is spent; however long the writes above took (one token a
+	// second comes back), far more than AbuseLimit of these are refused.
+	for i := range 300 {
 		if c.Write(ctx, websocket.MessageText, []byte(`["1","x`+strconv.Itoa(i)+`","room:a","echo",{}]`)) != nil {
 			break
 		}
