@@ -39,6 +39,15 @@ function reply(push, what){
   })
 }
 
+/** Resolves once cond() holds, checking every 20 ms; the check stops on timeout too. */
+async function until(what, ms, cond){
+  const deadline = Date.now() + ms
+  while(!cond()){
+    if(Date.now() > deadline){ throw new Error(`timed out after ${ms} ms waiting for ${what}`) }
+    await new Promise(r => setTimeout(r, 20))
+  }
+}
+
 async function post(path, body){
   const res = await fetch(http + path, {method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body ?? {})})
   return res.status
@@ -77,18 +86,14 @@ for(const mount of mounts){
         assert.equal(await post(`/realtime/api/disconnect?id=${name}`), 204)
         const pusher = setInterval(() => channel.push("shout", {ping: true}), 300)
         try {
-          await within("rejoin after the disconnect", 20000, done => {
-            const poll = setInterval(() => { if(joins >= 2 && channel.state === "joined"){ clearInterval(poll); done() } }, 20)
-          })
+          await until("rejoin after the disconnect", 20000, () => joins >= 2 && channel.state === "joined")
         } finally {
           clearInterval(pusher)
         }
         assert.deepEqual(await reply(channel.push("echo", {n: 3}), "echo after rejoin"), {status: "ok", response: {n: 3}})
         const seen = shouts.length
         channel.push("shout", {last: true})
-        await within("own shout after rejoin", WAIT, done => {
-          const poll = setInterval(() => { if(shouts.slice(seen).some(p => p.last)){ clearInterval(poll); done() } }, 20)
-        })
+        await until("own shout after rejoin", WAIT, () => shouts.slice(seen).some(p => p.last))
       })
     })
   }
