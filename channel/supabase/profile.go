@@ -216,8 +216,17 @@ func (h *handler[A]) HandleIn(c *channel.Context[A], event string, p channel.Pay
 
 func (h *handler[A]) presence(c *channel.Context[A], p channel.Payload) channel.Result {
 	tr := h.p.cfg.Presence
-	if tr == nil || !h.presenceOn {
-		return refuse("presence is not enabled on this channel")
+	if tr == nil {
+		return refuse("presence is not enabled on this server")
+	}
+	if !h.presenceOn {
+		// realtime-js enables presence at join only when the channel has
+		// presence listeners; a track without them turns it on, as on
+		// Supabase, starting with the state.
+		h.presenceOn = true
+		if err := tr.PushState(c); err != nil {
+			return refuse(err.Error())
+		}
 	}
 	var m message
 	if err := p.Decode(&m); err != nil || m.Type != "presence" {

@@ -199,3 +199,28 @@ func FuzzV1Decode(f *testing.F) {
 		_, _ = protocol.V1.Decode(data, false)
 	})
 }
+
+// realtime-js (vsn 2.0.0) sends channel.send({type: "broadcast"}) as its own
+// binary kind 3; it decodes to the push it stands for.
+func TestDecodeUserBroadcastPush(t *testing.T) {
+	frame := func(enc byte, joinRef, ref, topic, event, meta, payload string) []byte {
+		b := []byte{3, byte(len(joinRef)), byte(len(ref)), byte(len(topic)), byte(len(event)), byte(len(meta)), enc}
+		return append(append(b, joinRef+ref+topic+event+meta...), payload...)
+	}
+	m, err := protocol.V2.Decode(frame(1, "1", "7", "realtime:room", "cursor", "", `{"x":1}`), true)
+	require.NoError(t, err)
+	assert.Equal(t, "realtime:room", m.Topic)
+	assert.Equal(t, "broadcast", m.Event)
+	assert.Equal(t, `"7"`, string(m.Ref))
+	assert.JSONEq(t, `{"type":"broadcast","event":"cursor","payload":{"x":1}}`, string(m.Payload.JSON()))
+	m, err = protocol.V2.Decode(frame(1, "1", "8", "t", "e", `{"id":"a"}`, `[1]`), true)
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"type":"broadcast","event":"e","payload":[1],"meta":{"id":"a"}}`, string(m.Payload.JSON()))
+	m, err = protocol.V2.Decode(frame(0, "1", "9", "t", "e", "", "\x00\x01"), true)
+	require.NoError(t, err)
+	assert.True(t, m.Payload.IsBinary())
+	for _, bad := range [][]byte{{3, 1}, frame(1, "1", "2", "t", "e", "", `{nope`), frame(7, "1", "2", "t", "e", "", `{}`), {3, 9, 9, 9, 9, 9, 1}} {
+		_, err := protocol.V2.Decode(bad, true)
+		assert.ErrorIs(t, err, protocol.ErrMalformed, "%q", bad)
+	}
+}
