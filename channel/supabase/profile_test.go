@@ -16,6 +16,7 @@ import (
 	"github.com/phxgo/phx/channel/supabase"
 	"github.com/phxgo/phx/presence"
 	"github.com/phxgo/phx/socket/client"
+	"github.com/phxgo/phx/socket/protocol"
 	"github.com/phxgo/phx/socket/pubsub"
 )
 
@@ -146,4 +147,23 @@ func TestPresenceTrackUntrack(t *testing.T) {
 	pa.AwaitList("two presences", func(l []client.PresenceEntry) bool { return len(l) == 2 })
 	ca.AssertReply(ca.Push("presence", map[string]any{"type": "presence", "event": "untrack"}), "ok")
 	pa.AwaitList("alice gone", func(l []client.PresenceEntry) bool { return len(l) == 1 && l[0].Key != "alice" })
+}
+
+// Send is the server-side broadcast in realtime-js's shape.
+func TestSend(t *testing.T) {
+	f := newFixture(t)
+	ch := f.socket().Join("realtime:news", join(nil, "")).AssertOK()
+	require.NoError(t, supabase.Send(context.Background(), psBroadcaster{f.ps}, "news", "headline", map[string]string{"t": "hi"}))
+	assert.JSONEq(t, `{"type":"broadcast","event":"headline","payload":{"t":"hi"}}`, string(ch.AssertPush("broadcast").JSON()))
+}
+
+// psBroadcaster broadcasts straight on a PubSub, as socket.Server.Broadcast does.
+type psBroadcaster struct{ ps pubsub.PubSub }
+
+func (b psBroadcaster) Broadcast(ctx context.Context, topic, event string, payload any) error {
+	p, err := json.Marshal(payload)
+	if err != nil {
+		return err
+	}
+	return b.ps.Broadcast(ctx, &pubsub.Message{Topic: topic, Event: event, Payload: protocol.JSONPayload(p)})
 }

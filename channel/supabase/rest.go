@@ -81,14 +81,21 @@ func BroadcastHandler(b Broadcaster, v Verifier, authorize func(ctx context.Cont
 			if len(payload) == 0 {
 				payload = json.RawMessage(`{}`)
 			}
-			frame := map[string]any{"type": "broadcast", "event": m.Event, "payload": payload}
-			if err := b.Broadcast(r.Context(), TopicPrefix+m.Topic, "broadcast", frame); err != nil {
+			if err := Send(r.Context(), b, m.Topic, m.Event, payload); err != nil {
 				writeError(w, http.StatusInternalServerError, err.Error())
 				return
 			}
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})
+}
+
+// Send broadcasts event with payload to the realtime-js subscribers of
+// topic ("room1", without the "realtime:" prefix) on every node, in the shape
+// their on("broadcast", {event}) callbacks receive: the server-side
+// counterpart of channel.send.
+func Send(ctx context.Context, b Broadcaster, topic, event string, payload any) error {
+	return b.Broadcast(ctx, TopicPrefix+topic, "broadcast", map[string]any{"type": "broadcast", "event": event, "payload": payload})
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
