@@ -1,3 +1,8 @@
+// Package history is the contract of message recovery (issue 13): a Store
+// keeps, per recoverable topic, the recent broadcasts with contiguous offsets
+// and an epoch, so that a client rejoining with the position it last saw gets
+// what it missed. Only the interface exists so far; the in-memory store, the
+// Redis and NATS stores and the channel integration are not built yet.
 package history
 
 import (
