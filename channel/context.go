@@ -94,6 +94,9 @@ func (c *Context[A]) broadcast(event string, payload any, from string) error {
 		return err
 	}
 	m := &pubsub.Message{Topic: c.in.topic, Event: event, Payload: p, From: from}
+	if r := c.in.rt.recovery; r != nil {
+		return r.publish(c.in.context(), c.in.s.cfg.PubSub, m)
+	}
 	return c.in.s.cfg.PubSub.Broadcast(c.in.context(), m)
 }
 

@@ -44,6 +44,8 @@ type instance[A any] struct {
 
 	expiry   time.Time   // see Context.SetExpiry
 	expTimer *time.Timer // armed while expiry is set
+
+	rec *recoverState // set on recoverable routes, before subscribing
 }
 
 type mailKind uint8
@@ -78,6 +80,16 @@ func (in *instance[A]) Deliver(m *pubsub.Message) {
 	if in.dead.Load() || (m.From != "" && m.From == in.id) {
 		return
 	}
+	if in.rec != nil {
+		in.rec.deliver(in, m)
+		return
+	}
+	in.forward(m)
+}
+
+// forward hands a broadcast on: to HandleOut if intercepted, else straight
+// to the connection.
+func (in *instance[A]) forward(m *pubsub.Message) {
 	if in.rt.intercepted(m.Event) {
 		in.post(mail{kind: mailOut, out: m})
 		return
@@ -237,7 +249,7 @@ func (in *instance[A]) handle(m mail) {
 			return
 		}
 		res, err := in.call("HandleOut", func() (Result, error) {
-			return h.HandleOut(c, m.out.Event, m.out.Payload)
+			return h.HandleOut(c, m.out.Event, m.out.Delivered())
 		})
 		in.apply(res, err, nil, false)
 	case mailInfo:

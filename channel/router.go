@@ -20,6 +20,7 @@ type route[A any] struct {
 	wildcard   bool
 	newHandler func() Handler[A]
 	intercepts []string
+	recovery   *Recovery
 }
 
 // NewRouter returns an empty Router.
@@ -30,6 +31,7 @@ type RouteOption func(*routeConfig)
 
 type routeConfig struct {
 	intercepts []string
+	recovery   *Recovery
 }
 
 // Intercept lists broadcast events that go through the handler's HandleOut
@@ -54,7 +56,7 @@ func (r *Router[A]) Handle(pattern string, newHandler func() Handler[A], opts ..
 	for _, o := range opts {
 		o(&cfg)
 	}
-	rt := route[A]{pattern: pattern, newHandler: newHandler, intercepts: cfg.intercepts}
+	rt := route[A]{pattern: pattern, newHandler: newHandler, intercepts: cfg.intercepts, recovery: cfg.recovery}
 	if strings.HasSuffix(pattern, "*") {
 		rt.wildcard = true
 		rt.prefix = strings.TrimSuffix(pattern, "*")

@@ -200,12 +200,17 @@ func (s *Session[A]) join(msg protocol.Message, old *instance[A]) {
 		s.channels[msg.Topic] = in
 		s.mu.Unlock()
 		s.cfg.Observer.Joined("ok")
+		if rt.recovery != nil {
+			in.rec = &recoverState{replaying: true}
+		}
 		s.cfg.PubSub.Subscribe(msg.Topic, in)
 		var resp any
 		if res.reply {
 			resp = res.resp
 		}
-		if rerr := s.sendReply(msg.JoinRef, msg.Ref, msg.Topic, "ok", resp); rerr != nil {
+		if rt.recovery != nil {
+			s.recoverJoin(in, msg, resp)
+		} else if rerr := s.sendReply(msg.JoinRef, msg.Ref, msg.Topic, "ok", resp); rerr != nil {
 			s.logger.Error("join reply failed", "topic", msg.Topic, "error", rerr)
 		}
 		if res.stop {

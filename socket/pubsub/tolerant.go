@@ -48,3 +48,20 @@ func (t *tolerant) Broadcast(ctx context.Context, m *Message) error {
 	}
 	return nil
 }
+
+// Unwrap returns the adapter Tolerant wraps.
+func (t *tolerant) Unwrap() PubSub { return t.PubSub }
+
+// Underlying returns the innermost PubSub of ps, following the Unwrap
+// methods of wrappers such as Tolerant. History stores use it to find the
+// adapter they work with.
+func Underlying(ps PubSub) PubSub {
+	for range 16 { // wrappers do not nest deeper than this in practice
+		u, ok := ps.(interface{ Unwrap() PubSub })
+		if !ok {
+			return ps
+		}
+		ps = u.Unwrap()
+	}
+	return ps
+}
