@@ -10,9 +10,9 @@ import (
 
 func TestWithPosition(t *testing.T) {
 	for in, want := range map[string]string{
-		`{}`:                 `{"p":{"offset":7,"epoch":"e\"1"}}`,
-		` { } `:              ` {"p":{"offset":7,"epoch":"e\"1"}}`,
-		`{"a":1}`:            `{"a":1,"p":{"offset":7,"epoch":"e\"1"}}`,
+		`{}`:                `{"p":{"offset":7,"epoch":"e\"1"}}`,
+		` { } `:             ` {"p":{"offset":7,"epoch":"e\"1"}}`,
+		`{"a":1}`:           `{"a":1,"p":{"offset":7,"epoch":"e\"1"}}`,
 		"{\"a\":[1,{}]}\n ": `{"a":[1,{}],"p":{"offset":7,"epoch":"e\"1"}}`,
 	} {
 		got := string(WithPosition(nil, []byte(in), "p", 7, `e"1`))
