@@ -3,7 +3,9 @@
 // missed, in order and exactly once.
 //
 // Each recoverable topic has a history: its broadcasts numbered by an
-// offset that grows by one per broadcast, and an epoch naming that history.
+// offset that grows with every broadcast (by one in Memory and in Redis; the
+// stream sequence in JetStream, shared by the topics of a stream), and an
+// epoch naming that history.
 // A client remembers the Position (offset and epoch) of the last broadcast
 // it saw and sends it when it rejoins; the store answers with what came
 // after. The epoch changes when a history is lost (the broker was flushed,

@@ -36,3 +36,31 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 		assert.True(t, errors.Is(err, ErrInvalid), "%v: %v", b, err)
 	}
 }
+
+func TestHistoryFields(t *testing.T) {
+	in := &pubsub.Message{Topic: "room:1", Event: "shout", Payload: protocol.JSONPayload([]byte(`{"a":1}`)), Offset: 42, Epoch: "beef", PosKey: "phx_pos"}
+	m, err := Decode(Append(nil, "node-a", in))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(42), m.Offset)
+	assert.Equal(t, "beef", m.Epoch)
+	assert.Equal(t, "phx_pos", m.PosKey)
+	assert.Equal(t, `{"a":1}`, string(m.Payload.JSON()))
+
+	// Head + offset + epoch + tail, as a Redis script assembles it.
+	b := AppendHistoryHead(nil, "node-a", in)
+	b = append(b, 2, '4', '2', 4, 'b', 'e', 'e', 'f')
+	b = AppendHistoryTail(b, in)
+	m2, err := Decode(b)
+	require.NoError(t, err)
+	assert.Equal(t, m, m2)
+
+	plain, err := Decode(Append(nil, "n", &pubsub.Message{Topic: "t", Event: "e"}))
+	require.NoError(t, err)
+	assert.Zero(t, plain.Offset)
+
+	bad := AppendHistoryHead(nil, "n", in)
+	bad = append(bad, 1, 'x', 0)
+	bad = AppendHistoryTail(bad, in)
+	_, err = Decode(bad)
+	assert.True(t, errors.Is(err, ErrInvalid))
+}
