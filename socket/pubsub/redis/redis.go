@@ -178,6 +178,13 @@ func (p *PubSub) Broadcast(ctx context.Context, m *pubsub.Message) error {
 	return nil
 }
 
+// Client is the Redis client the PubSub publishes with.
+func (p *PubSub) Client() *goredis.Client { return p.client }
+
+// Channel is the Redis channel the cluster shares. A history store (package
+// redishistory) publishes recoverable broadcasts to it from a script.
+func (p *PubSub) Channel() string { return p.channel }
+
 // Healthy reports whether the subscription connection is up, that is whether
 // this node currently receives the other nodes' broadcasts.
 func (p *PubSub) Healthy() bool { return p.healthy.Load() }
@@ -284,8 +291,11 @@ func (p *PubSub) deliver(s string) {
 		p.log.Warn("dropping undecodable envelope", "err", err)
 		return
 	}
-	if m.Node == p.Node() {
-		return // already delivered locally by Broadcast
+	if m.Node == p.Node() && m.Offset == 0 {
+		// Broadcast delivered it locally already. A recoverable broadcast
+		// (with an offset) is delivered only from here, on every node, so
+		// that each node sees a topic's broadcasts in offset order.
+		return
 	}
 	p.received.Add(1)
 	p.LocalBroadcast(m)
