@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/phxgo/phx/channel"
@@ -17,6 +18,8 @@ import (
 	"github.com/phxgo/phx/examples/internal/cluster"
 	"github.com/phxgo/phx/presence"
 	"github.com/phxgo/phx/socket"
+	"github.com/phxgo/phx/socket/pubsub"
+	"github.com/phxgo/phx/socket/pubsub/history"
 )
 
 // User is the assigns of a connection: an immutable snapshot taken at
@@ -36,6 +39,9 @@ type options struct {
 	// longPollKey signs LongPoll session tokens; nil means a random key,
 	// or devLongPollKey in a cluster.
 	longPollKey []byte
+	// history limits each feed topic's history (history.DefaultSize and
+	// history.DefaultTTL when zero).
+	history history.Options
 }
 
 // LongPollKeyEnv names the environment variable holding the LongPoll
@@ -60,6 +66,11 @@ type app struct {
 	users   *ephemeral.Service[string, Profile]
 	store   profileStore
 	closeDB func() error
+	// ps is the PubSub every broadcast goes through; recovery numbers
+	// and records the broadcasts of feed:* in the history store.
+	ps           pubsub.PubSub
+	recovery     *channel.Recovery
+	closeHistory func() error
 	// closePS closes the cluster adapter and its broker connection; it
 	// runs last so that the tracker's goodbye still reaches the peers.
 	closePS func() error
@@ -89,6 +100,14 @@ func newApp(opts options, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, errors.Join(err, closePS())
 	}
+	hstore, closeHistory, err := cluster.History(ps, opts.history)
+	if errors.Is(err, history.ErrUnsupported) {
+		logger.Warn("feed:* is not recoverable on this pubsub", "err", err)
+		hstore, closeHistory, err = nil, func() error { return nil }, nil
+	}
+	if err != nil {
+		return nil, errors.Join(err, closeDB(), closePS())
+	}
 	popts := []presence.Option{presence.WithLogger(logger)}
 	if opts.presenceBroadcast > 0 {
 		popts = append(popts, presence.WithBroadcastPeriod(opts.presenceBroadcast))
@@ -102,15 +121,25 @@ func newApp(opts options, logger *slog.Logger) (*app, error) {
 		tracker: presence.New(ps, popts...),
 		// Nodes sharing one -db file all write the same three keys, so a
 		// save may lose the race many times in a row under load.
-		users:   ephemeral.New(store, ephemeral.WithConflictRetries(1000)),
-		store:   store,
-		closeDB: closeDB,
-		closePS: closePS,
+		users:        ephemeral.New(store, ephemeral.WithConflictRetries(1000)),
+		store:        store,
+		closeDB:      closeDB,
+		closePS:      closePS,
+		ps:           ps,
+		closeHistory: closeHistory,
+	}
+	var feedOpts []channel.RouteOption
+	if hstore != nil {
+		// feed:* replays what a rejoining client missed; the replay must
+		// fit the outbound queue, so the cap stays at the default size.
+		a.recovery = channel.NewRecovery(hstore, channel.RecoveryOptions{})
+		feedOpts = append(feedOpts, channel.Recoverable(a.recovery))
 	}
 
 	router := channel.NewRouter[User]()
 	router.Handle("room:*", func() channel.Handler[User] { return &room{app: a} }, channel.Intercept("shout"))
 	router.Handle("bench:*", func() channel.Handler[User] { return bench{} })
+	router.Handle("feed:*", func() channel.Handler[User] { return feed{} }, feedOpts...)
 
 	a.srv = socket.New(socket.Config[User]{
 		Authenticator:   socket.AuthenticatorFunc[User](authenticate),
@@ -151,6 +180,7 @@ func (a *app) shutdown(ctx context.Context) error {
 		a.tracker.Shutdown(ctx),
 		a.users.Shutdown(ctx),
 		a.closeDB(),
+		a.closeHistory(),
 		a.closePS(),
 	)
 }
@@ -163,7 +193,15 @@ func (a *app) broadcast(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "need topic, event and a JSON body", http.StatusBadRequest)
 		return
 	}
-	if err := a.srv.Broadcast(r.Context(), topic, event, json.RawMessage(body)); err != nil {
+	send := a.srv.Broadcast
+	if strings.HasPrefix(topic, "feed:") && a.recovery != nil {
+		// A plain broadcast would carry no position and could not be
+		// replayed; feed topics are numbered by the history store.
+		send = func(ctx context.Context, topic, event string, payload any) error {
+			return a.recovery.Broadcast(ctx, a.ps, topic, event, payload)
+		}
+	}
+	if err := send(r.Context(), topic, event, json.RawMessage(body)); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}

@@ -18,6 +18,10 @@
 // in PHX_LONGPOLL_KEY, or leave it unset to use a development key that is
 // no secret. -presence-down and -presence-broadcast tune how fast a dead
 // node's users leave the others' presence lists (defaults 5s and 1.5s).
+//
+// Topics feed:* are recoverable (docs/recovery.md): their history lives in
+// memory, or in Redis Streams / NATS JetStream in a cluster; -history-size
+// and -history-ttl bound it.
 package main
 
 import (
@@ -27,6 +31,7 @@ import (
 	"os"
 
 	"github.com/phxgo/phx/examples/internal/serve"
+	"github.com/phxgo/phx/socket/pubsub/history"
 )
 
 func main() {
@@ -36,8 +41,11 @@ func main() {
 	db := flag.String("db", "", "SQLite file holding users and ratings (default in-memory)")
 	down := flag.Duration("presence-down", 0, "how long a silent node's presences stay listed (default 5s)")
 	beat := flag.Duration("presence-broadcast", 0, "presence heartbeat period (default 1.5s)")
+	hsize := flag.Int("history-size", 0, "broadcasts kept per feed:* topic for recovery (default 1000)")
+	httl := flag.Duration("history-ttl", 0, "how long an idle feed:* history is kept (default 10m)")
 	flag.Parse()
-	opts := options{pubsub: *ps, node: *node, db: *db, presenceDown: *down, presenceBroadcast: *beat}
+	opts := options{pubsub: *ps, node: *node, db: *db, presenceDown: *down, presenceBroadcast: *beat,
+		history: history.Options{Size: *hsize, TTL: *httl}}
 	if k := os.Getenv(LongPollKeyEnv); k != "" {
 		opts.longPollKey = []byte(k)
 	}

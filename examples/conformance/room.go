@@ -150,3 +150,25 @@ func (bench) HandleIn(c *channel.Context[User], event string, p channel.Payload)
 	}
 	return channel.Error(map[string]string{"reason": "unknown event " + event}), nil
 }
+
+// feed implements feed:*, a recoverable topic: every broadcast carries its
+// position under "phx_pos", and a join naming {"since": position} gets what
+// it missed before anything live (see channel.Recovery).
+type feed struct{}
+
+func (feed) Join(*channel.Context[User], channel.Payload) (channel.Result, error) {
+	return channel.OK(nil), nil
+}
+
+// HandleIn broadcasts "post" to the topic through its history; the ok
+// reply comes once the broadcast has a position, so a publisher waiting
+// for it never outruns the history.
+func (feed) HandleIn(c *channel.Context[User], event string, p channel.Payload) (channel.Result, error) {
+	if event != "post" {
+		return channel.Error(map[string]string{"reason": "unknown event " + event}), nil
+	}
+	if err := c.Broadcast("post", json.RawMessage(p.JSON())); err != nil {
+		return channel.Error(map[string]string{"reason": err.Error()}), nil
+	}
+	return channel.OK(nil), nil
+}

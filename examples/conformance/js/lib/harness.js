@@ -73,14 +73,14 @@ function fmt(msg){
  * failure messages). Disconnected automatically when the test ends.
  */
 export class Client {
-  /** token null connects without a token param. */
-  constructor(t, {token = "alice", ...opts} = {}){
+  /** token null connects without a token param; url defaults to PHX_URL. */
+  constructor(t, {token = "alice", url = env.url, ...opts} = {}){
     this.name = token ?? "(no token)"
     this.log = []
     this.closes = []
     this.errors = 0
     this.opens = 0
-    this.socket = new Socket(env.url, {
+    this.socket = new Socket(url, {
       transport: WebSocket,
       params: token === null ? {} : {token},
       vsn: env.vsn,
