@@ -93,6 +93,7 @@ type Channel struct {
 	params Payload
 	perr   error // params could not be encoded
 	in     *inbox
+	rec    *recovery // nil unless Recover
 
 	// Guarded by c.mu.
 	state       State
@@ -110,9 +111,12 @@ type Channel struct {
 // encodes to JSON; nil is {}) with every join and rejoin. Like phoenix.js,
 // each call makes a new instance; joining it leaves any other instance of
 // the same topic first.
-func (c *Client) Channel(topic string, params any) *Channel {
+func (c *Client) Channel(topic string, params any, opts ...ChannelOption) *Channel {
 	p, err := protocol.Marshal(params)
 	ch := &Channel{c: c, topic: topic, params: p, perr: err, in: newInbox(c, c.opts.ChannelBuffer)}
+	for _, o := range opts {
+		o(ch)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -332,10 +336,11 @@ func (ch *Channel) rejoinLocked() {
 	ref := c.makeRefLocked()
 	ch.joinRef = ref
 	ch.state = StateJoining
-	op := &pushOp{ch: ch, event: protocol.EventJoin, payload: ch.params, ref: ref, cn: c.conn, join: true}
+	params := ch.joinParamsLocked()
+	op := &pushOp{ch: ch, event: protocol.EventJoin, payload: params, ref: ref, cn: c.conn, join: true}
 	c.pending[ref] = op
 	ch.joinOp = op
-	if err := c.sendLocked(outMsg{joinRef: ref, ref: ref, topic: ch.topic, event: protocol.EventJoin, payload: ch.params}); err != nil {
+	if err := c.sendLocked(outMsg{joinRef: ref, ref: ref, topic: ch.topic, event: protocol.EventJoin, payload: params}); err != nil {
 		delete(c.pending, ref)
 		ch.joinOp = nil
 		ch.state = StateErrored
@@ -452,6 +457,9 @@ func (ch *Channel) replyLocked(op *pushOp, m inMsg) {
 	}
 	ch.state = StateJoined
 	ch.resetRejoinLocked()
+	if ch.rec != nil {
+		ch.rec.noteReplyLocked(r.Response)
+	}
 	ch.deliverLocked(Message{Topic: ch.topic, Event: EventJoined, Payload: r.Response, JoinRef: ch.joinRef})
 	buf := ch.buffer
 	ch.buffer = nil
@@ -468,6 +476,9 @@ func (ch *Channel) replyLocked(op *pushOp, m inMsg) {
 
 // handleLocked handles a push, broadcast, phx_error or phx_close.
 func (ch *Channel) handleLocked(m inMsg) {
+	if ch.rec != nil && m.joinRef == "" {
+		ch.rec.noteBroadcastLocked(m.payload)
+	}
 	ch.deliverLocked(Message{Topic: m.topic, Event: m.event, Payload: m.payload, JoinRef: m.joinRef, Ref: m.ref})
 	switch m.event {
 	case protocol.EventClose:

@@ -74,3 +74,32 @@ func Example() {
 	// echo: {"body":"hello"}
 	// broadcast: shout {"body":"hi all"}
 }
+
+// A channel of a recoverable topic that names its last position on every
+// rejoin, so that nothing broadcast while it was disconnected is lost.
+func ExampleRecover() {
+	ctx := context.Background()
+	c, err := client.Dial(ctx, "ws://127.0.0.1:4000/socket/websocket", client.Options{})
+	if err != nil {
+		fmt.Println("dial:", err)
+		return
+	}
+	defer c.Close()
+	feed := c.Channel("feed:news", nil, client.Recover("", ""))
+	if _, err := feed.Join(ctx); err != nil {
+		fmt.Println("join:", err)
+		return
+	}
+	for {
+		m, err := feed.Next(ctx)
+		if err != nil {
+			return
+		}
+		if m.Event == client.EventJoined {
+			// The rejoin reply: "recovered": false means the replay could not
+			// cover the gap (history too short, or lost): reload state.
+			continue
+		}
+		fmt.Println(m.Event, m.Payload)
+	}
+}
