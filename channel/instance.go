@@ -13,6 +13,7 @@ import (
 
 	"github.com/phxgo/phx/socket/protocol"
 	"github.com/phxgo/phx/socket/pubsub"
+	"github.com/phxgo/phx/socket/pubsub/history"
 )
 
 // instance is one joined channel: an actor whose mailbox is drained by a
@@ -57,6 +58,7 @@ const (
 	mailAfterJoin
 	mailLeave
 	mailExpire
+	mailRepair // info is the history.Position after which broadcasts are missing
 )
 
 type mail struct {
@@ -269,6 +271,8 @@ func (in *instance[A]) handle(m mail) {
 		in.apply(res, err, nil, false)
 	case mailExpire:
 		in.expire()
+	case mailRepair:
+		in.s.repairGap(in, m.info.(history.Position))
 	case mailLeave:
 		// Phoenix: reply ok, then phx_close, terminate with {:shutdown, :left}.
 		in.s.sendReplyPayload(in.joinRef, m.msg.Ref, in.topic, "ok", Payload{})

@@ -3,6 +3,7 @@ package channel
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -70,6 +71,7 @@ type RecoveryOptions struct {
 type Recovery struct {
 	store history.Store
 	opts  RecoveryOptions
+	dense bool // the store's offsets grow by one per broadcast
 
 	mu      sync.Mutex
 	flights map[flightKey]*flight
@@ -92,7 +94,8 @@ func NewRecovery(store history.Store, opts RecoveryOptions) *Recovery {
 	if opts.Timeout <= 0 {
 		opts.Timeout = DefaultRecoveryTimeout
 	}
-	return &Recovery{store: store, opts: opts, flights: make(map[flightKey]*flight)}
+	d, ok := store.(history.Dense)
+	return &Recovery{store: store, opts: opts, dense: ok && d.DenseOffsets(), flights: make(map[flightKey]*flight)}
 }
 
 // Recoverable attaches r to a route: its broadcasts are recorded and its
@@ -199,8 +202,15 @@ func (r *Recovery) replyWith(resp any, top history.Position, recovered bool) (an
 // broadcast at or below the last position delivered is a duplicate and is
 // dropped. The gate's lock also keeps deliveries in order while pending
 // drains.
+//
+// On a store with dense offsets (history.Dense) the gate also notices a
+// broadcast that skips offsets: this node missed some, typically while its
+// link to the broker was down, although the client stayed connected. It
+// then holds the live broadcasts again and has the channel fetch the
+// missing ones from the history (repairGap).
 type recoverState struct {
 	mu        sync.Mutex
+	dense     bool
 	replaying bool
 	pending   []*pubsub.Message
 	epoch     string
@@ -214,35 +224,92 @@ func (g *recoverState) deliver(in deliverer, m *pubsub.Message) {
 		g.pending = append(g.pending, m)
 		return
 	}
-	g.pass(in, m)
+	g.pass(in, m, true)
 }
 
-// pass forwards m unless it was already delivered; g.mu is held.
-func (g *recoverState) pass(in deliverer, m *pubsub.Message) {
+// pass forwards m unless it was already delivered, or holds it and asks for
+// a repair when repair is allowed and m comes after a gap; g.mu is held.
+func (g *recoverState) pass(in deliverer, m *pubsub.Message, repair bool) {
 	if m.Offset != 0 {
 		if m.Epoch == g.epoch && m.Offset <= g.last {
 			return
+		}
+		if repair && g.dense && g.epoch != "" {
+			// A gap in this history, or a new history (the old one was
+			// lost) whose first broadcasts did not reach this node.
+			from, gap := history.Position{Offset: g.last, Epoch: g.epoch}, m.Offset > g.last+1
+			if m.Epoch != g.epoch {
+				from, gap = history.Position{Epoch: m.Epoch}, m.Offset > 1
+			}
+			if gap {
+				g.replaying = true
+				g.pending = append(g.pending, m)
+				in.repair(from)
+				return
+			}
 		}
 		g.epoch, g.last = m.Epoch, m.Offset
 	}
 	in.forward(m)
 }
 
-// finish ends the replay: from top on, pending and later broadcasts flow.
+// finish ends a replay: from top on, pending and later broadcasts flow,
+// unless one of them asks for a repair, which holds the rest again.
 func (g *recoverState) finish(in deliverer, top history.Position) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if top.Epoch != g.epoch || top.Offset > g.last {
 		g.epoch, g.last = top.Epoch, top.Offset
 	}
-	for i, m := range g.pending {
-		g.pass(in, m)
-		g.pending[i] = nil
-	}
+	pending := g.pending
 	g.pending, g.replaying = nil, false
+	for i, m := range pending {
+		if g.replaying {
+			g.pending = append(g.pending, m)
+		} else {
+			g.pass(in, m, true)
+		}
+		pending[i] = nil
+	}
 }
 
-type deliverer interface{ forward(m *pubsub.Message) }
+type deliverer interface {
+	forward(m *pubsub.Message)
+	// repair asks for the broadcasts after from; the gate is held meanwhile.
+	repair(from history.Position)
+}
+
+// errGap ends a recoverable channel that missed broadcasts its history can
+// no longer give back: the client rejoins (phoenix.js does on phx_error)
+// and learns from "recovered": false that it must reload.
+var errGap = errors.New("channel: broadcasts were lost and the history cannot replay them")
+
+// repair queues a gap repair on the channel's own goroutine, so that the
+// history query never holds up the pubsub's delivery to other channels.
+func (in *instance[A]) repair(from history.Position) {
+	in.post(mail{kind: mailRepair, info: from})
+}
+
+// repairGap fetches the broadcasts after from and delivers them, then what
+// was held meanwhile. When the history cannot fill the gap it ends the
+// channel with errGap rather than leave a silent hole.
+func (s *Session[A]) repairGap(in *instance[A], from history.Position) {
+	r := in.rt.recovery
+	res, err := r.since(in.context(), in.topic, from, r.opts.MaxReplay)
+	if err != nil || !res.Complete {
+		s.logger.Warn("recoverable channel missed broadcasts the history cannot replay; ending it so that the client rejoins",
+			"topic", in.topic, "after", from.Offset, "error", err)
+		in.stop(errGap, true)
+		return
+	}
+	g := in.rec
+	g.mu.Lock()
+	for _, m := range res.Messages {
+		g.pass(in, m, false)
+	}
+	g.mu.Unlock()
+	g.finish(in, res.Top)
+}
 
 // recoverJoin runs a recoverable join after its handler accepted it and the
 // channel subscribed (with its gate closed): it queries the history, replies
@@ -272,7 +339,7 @@ func (s *Session[A]) recoverJoin(in *instance[A], msg protocol.Message, resp any
 	g.mu.Lock()
 	g.epoch, g.last = since.Epoch, since.Offset
 	for _, m := range res.Messages {
-		g.pass(in, m)
+		g.pass(in, m, false)
 	}
 	g.mu.Unlock()
 	g.finish(in, res.Top)

@@ -296,3 +296,57 @@ func TestChannelBroadcastsOnARecoverableRouteAreRecorded(t *testing.T) {
 	assert.True(t, decodeReply(t, frames[0]).Recovered)
 	assert.Equal(t, 7, decodeFeed(t, frames[1]).N)
 }
+
+// TestGapRepair: a subscriber that stayed connected while its node missed
+// broadcasts (they were recorded in the history but not delivered here, as
+// when the node's broker link is down) gets them from the history as soon
+// as a later broadcast shows the gap, in order, before that broadcast.
+func TestGapRepair(t *testing.T) {
+	store := history.NewMemory(history.Options{Size: 20})
+	r := &rig{ps: pubsub.NewLocal("n1"), rec: channel.NewRecovery(store, channel.RecoveryOptions{})}
+	r.router = channel.NewRouter[struct{}]()
+	r.router.Handle("feed:*", func() channel.Handler[struct{}] { return feed{} }, channel.Recoverable(r.rec))
+	elsewhere := pubsub.NewLocal("cut-off") // records in the same history, delivers to nobody here
+	miss := func(from, to int) {
+		for n := from; n <= to; n++ {
+			p, _ := protocol.Marshal(map[string]int{"n": n})
+			require.NoError(t, store.Publish(context.Background(), elsewhere, &pubsub.Message{Topic: "feed:1", Event: "n", Payload: p, PosKey: channel.DefaultPositionKey}))
+		}
+	}
+
+	s, w := r.connect(t)
+	join(s, "feed:1", nil)
+	w.await(t, 1)
+	r.publish(t, "feed:1", 1, 3)
+	miss(4, 8)
+	r.publish(t, "feed:1", 9, 12)
+	frames := w.await(t, 1+12)
+	for i, f := range frames[1:] {
+		assert.Equal(t, i+1, decodeFeed(t, f).N, "in order, the missed ones included")
+	}
+	time.Sleep(50 * time.Millisecond)
+	assert.Len(t, w.await(t, 13), 13, "no duplicate")
+
+	// A new history (the old one was lost) whose first broadcasts did not
+	// reach this node: they are fetched too.
+	store.Reset("feed:1")
+	miss(101, 102)
+	r.publish(t, "feed:1", 103, 103)
+	frames = w.await(t, 1+15)
+	var epochs []string
+	for i, f := range frames[13:] {
+		m := decodeFeed(t, f)
+		assert.Equal(t, 101+i, m.N)
+		assert.Equal(t, uint64(i+1), m.Pos.Offset)
+		epochs = append(epochs, m.Pos.Epoch)
+	}
+	assert.NotEqual(t, decodeFeed(t, frames[12]).Pos.Epoch, epochs[0], "a new epoch")
+
+	// A gap longer than the history: the channel ends with phx_error, so
+	// that the client rejoins and learns it must reload.
+	miss(13, 40)
+	r.publish(t, "feed:1", 41, 41)
+	last := w.await(t, 17)[16]
+	assert.Equal(t, protocol.EventError, last.Event)
+	assert.Equal(t, "feed:1", last.Topic)
+}

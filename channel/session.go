@@ -201,7 +201,7 @@ func (s *Session[A]) join(msg protocol.Message, old *instance[A]) {
 		s.mu.Unlock()
 		s.cfg.Observer.Joined("ok")
 		if rt.recovery != nil {
-			in.rec = &recoverState{replaying: true}
+			in.rec = &recoverState{replaying: true, dense: rt.recovery.dense}
 		}
 		s.cfg.PubSub.Subscribe(msg.Topic, in)
 		var resp any

@@ -69,3 +69,12 @@ type Store interface {
 // cannot work with (a Redis history needs its Redis adapter, the in-memory
 // one a single node).
 var ErrUnsupported = errors.New("history: store does not support this pubsub")
+
+// Dense is implemented by stores whose offsets grow by exactly one with each
+// broadcast of a topic (Memory and redishistory, not JetStream's shared
+// stream sequence). On such a store a broadcast that skips offsets shows
+// that this node missed some, for instance while its link to the broker was
+// down, and package channel fetches them from the history before going on.
+type Dense interface {
+	DenseOffsets() bool
+}

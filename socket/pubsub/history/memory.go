@@ -176,3 +176,15 @@ func NewEpoch() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b[:])
 }
+
+// DenseOffsets implements Dense: a topic's offsets go 1, 2, 3…
+func (s *Memory) DenseOffsets() bool { return true }
+
+// Reset drops topic's history: its next broadcast starts a new epoch, so
+// that clients naming a position in the old one get "recovered": false and
+// reload. Use it when the state the broadcasts described was reset.
+func (s *Memory) Reset(topic string) {
+	t := s.topic(topic, false)
+	t.epoch, t.top, t.ring = NewEpoch(), 0, nil
+	t.mu.Unlock()
+}

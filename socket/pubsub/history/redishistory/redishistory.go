@@ -196,3 +196,7 @@ func decodeEntry(e any) (*pubsub.Message, error) {
 	}
 	return m, nil
 }
+
+// DenseOffsets implements history.Dense: the offset counter of a topic is
+// incremented once per broadcast.
+func (s *Store) DenseOffsets() bool { return true }
