@@ -31,6 +31,8 @@ const env = {
 const require = createRequire(import.meta.url)
 const staticDir = dirname(require.resolve(env.pkg)) // .../node_modules/phoenixNN/priv/static
 const bundle = readFileSync(join(staticDir, "phoenix.min.js"))
+// The recovery snippet as an app pastes it: a plain script, not a module.
+const snippet = readFileSync(new URL("../lib/recovery.mjs", import.meta.url), "utf8").replace(/^export /m, "")
 const phoenixVersion = JSON.parse(readFileSync(join(staticDir, "../../package.json"), "utf8")).version
 
 /** Per-test time limit (ms); generous because the machine is small and shared. */
@@ -42,12 +44,14 @@ const WAIT = 10000
 const PAGE = `<!doctype html>
 <html><head><meta charset="utf-8"><title>phx browser interop</title>
 <script src="/phoenix.min.js"></script>
+<script src="/recovery.js"></script>
 <script>
 window.phx = {
-  log: [], shouts: [], pushed: [], joins: 0, opens: 0, users: null, socket: null, channel: null,
+  log: [], shouts: [], pushed: [], posts: [], replies: [], joins: 0, opens: 0, users: null, socket: null, channel: null,
   note(line){ this.log.push(line); if(this.log.length > 80){ this.log.shift() } },
   // Connects a socket and joins topic; resolves with the join reply (rejects with the error reply or "timeout").
-  start({url, token, topic, longpoll, fallbackMs}){
+  // feed: join through the recovery snippet (docs/recovery.md) and record each post's n.
+  start({url, token, topic, longpoll, fallbackMs, feed}){
     const opts = {
       params: {token},
       timeout: 5000,
@@ -62,14 +66,15 @@ window.phx = {
     socket.onClose(e => this.note("-- close code=" + (e && e.code)))
     socket.onError(e => this.note("-- error " + (e && (e.message || e.type || e))))
     socket.connect()
-    const channel = this.channel = socket.channel(topic, {})
+    const channel = this.channel = feed ? recoverableChannel(socket, topic) : socket.channel(topic, {})
+    channel.on("post", p => this.posts.push(p.n))
     channel.on("shout", p => this.shouts.push(p))
     channel.on("pushed", p => this.pushed.push(p))
     const presence = new Phoenix.Presence(channel)
     presence.onSync(() => { this.users = presence.list(id => id).sort() })
     return new Promise((resolve, reject) => {
       channel.join()
-        .receive("ok", r => { this.joins++; resolve(r) })
+        .receive("ok", r => { this.joins++; this.replies.push(r); resolve(r) })
         .receive("error", r => reject(new Error("join error " + JSON.stringify(r))))
         .receive("timeout", () => reject(new Error("join timeout")))
     })
@@ -103,6 +108,9 @@ before(async () => {
     } else if(path === "/phoenix.min.js"){
       res.writeHead(200, {"content-type": "text/javascript; charset=utf-8", "cache-control": "no-store"})
       res.end(bundle)
+    } else if(path === "/recovery.js"){
+      res.writeHead(200, {"content-type": "text/javascript; charset=utf-8", "cache-control": "no-store"})
+      res.end(snippet)
     } else if(path === "/favicon.ico"){
       res.writeHead(204)
       res.end()
@@ -141,7 +149,7 @@ function uniqueTopic(){
  * A page in a fresh browser context (closed when the test ends), connected as token and joined to topic. Resolves
  * with {page, join, ...}; page log lines (console, page errors, failed requests) are kept for failure messages.
  */
-async function openClient(t, {token, topic, longpoll = false, fallbackMs = 0, setup = null}){
+async function openClient(t, {token, topic, longpoll = false, fallbackMs = 0, feed = false, setup = null}){
   const context = await browser.newContext()
   t.after(() => context.close())
   const page = await context.newPage()
@@ -157,7 +165,7 @@ async function openClient(t, {token, topic, longpoll = false, fallbackMs = 0, se
     const timeout = new Promise((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no join reply within ${WAIT} ms`)), WAIT)
     })
-    const joined = page.evaluate(a => window.phx.start(a), {url: env.url, token, topic, longpoll, fallbackMs})
+    const joined = page.evaluate(a => window.phx.start(a), {url: env.url, token, topic, longpoll, fallbackMs, feed})
     joined.catch(() => {}) // may settle after the timeout
     client.join = await Promise.race([joined, timeout]).finally(() => clearTimeout(timer))
   } catch(e){
@@ -288,3 +296,39 @@ test(`${env.pkg} ${phoenixVersion}: blocked WebSocket falls back to LongPoll`, {
   assert.deepEqual(await push(carol, "echo", {fallback: 1}), {status: "ok", response: {fallback: 1}})
   assert.deepEqual(await push(carol, "whoami", {}), {status: "ok", response: {id: 3, username: "carol", rating: 1600}})
 })
+
+/** POSTs to the app's HTTP API; asserts 204. */
+async function api(path, body = {}){
+  const res = await fetch(new URL(path, env.http), {
+    method: "POST", headers: {"content-type": "application/json"}, body: JSON.stringify(body), signal: AbortSignal.timeout(5000),
+  })
+  assert.equal(res.status, 204, `POST ${path}: ${res.status} ${await res.text()}`)
+}
+
+for(const longpoll of [false, true]){
+  const name = longpoll ? "LongPoll" : "WebSocket"
+  test(`${env.pkg} ${phoenixVersion}: recovery over ${name}: 1,000 broadcasts across two server-side disconnects arrive complete, in order, once`, {timeout: TEST_TIMEOUT}, async t => {
+    const topic = `feed:browser-${process.pid}-${Date.now().toString(36)}-${++topicSeq}`
+    const alice = await openClient(t, {token: "alice", topic, longpoll, feed: true})
+    // A LongPoll client learns that the server ended its session from its next POST (see the test above): the page
+    // keeps pushing, as an app does.
+    await alice.page.evaluate(() => { window.phx.pinger = setInterval(() => window.phx.channel.push("ping", {}), 300) })
+    t.after(() => alice.page.evaluate(() => clearInterval(window.phx.pinger)).catch(() => {}))
+    const publish = async (from, to) => {
+      for(let n = from; n <= to; n++){ await api(`/api/broadcast?topic=${encodeURIComponent(topic)}&event=post`, {n}) }
+    }
+    await publish(1, 300)
+    await api("/api/disconnect?id=1")
+    await publish(301, 400)
+    await until(alice, "the first rejoin", () => window.phx.joins >= 2 && window.phx.channel.state === "joined", undefined, 20000)
+    await publish(401, 650)
+    await api("/api/disconnect?id=1")
+    await publish(651, 1000)
+    await until(alice, "1,000 posts", () => window.phx.posts.length >= 1000, undefined, 20000)
+    await until(alice, "the second rejoin", () => window.phx.joins >= 3, undefined, 20000)
+    const {posts, replies} = await alice.page.evaluate(() => ({posts: window.phx.posts, replies: window.phx.replies}))
+    assert.deepEqual(posts, Array.from({length: 1000}, (_, i) => i + 1), `posts in order, once each\n${await transcript(alice)}`)
+    assert.equal(replies[0].recovered, false, "the first join")
+    assert.deepEqual(replies.slice(1).map(r => r.recovered), replies.slice(1).map(() => true), "every rejoin recovered")
+  })
+}
