@@ -161,6 +161,10 @@ func (p *PubSub) Broadcast(_ context.Context, m *pubsub.Message) error {
 	return nil
 }
 
+// Conn returns the connection the PubSub was created with, for packages
+// that share it (package natshistory publishes to JetStream through it).
+func (p *PubSub) Conn() *natsgo.Conn { return p.nc }
+
 // Healthy reports whether the connection is up and subscribed, that is
 // whether this node currently receives the other nodes' broadcasts.
 func (p *PubSub) Healthy() bool { return p.nc.IsConnected() && p.sub.IsValid() }

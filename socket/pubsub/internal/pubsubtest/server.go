@@ -39,6 +39,15 @@ func StartNATS(t testing.TB) *Server {
 	return start(t, "nats-server", "nats-server", port, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
 }
 
+// StartJetStream starts nats-server with JetStream enabled on a free port,
+// storing in a directory of the test's (which survives Kill and Restart, so
+// file-backed streams do too), and kills it when the test ends.
+func StartJetStream(t testing.TB) *Server {
+	port := freePort(t)
+	return start(t, "nats-server", "nats-server", port, "-a", "127.0.0.1", "-p", strconv.Itoa(port),
+		"-js", "-sd", t.TempDir())
+}
+
 func start(t testing.TB, name, pkg string, port int, args ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath(name)
