@@ -100,8 +100,12 @@ func newApp(opts options, logger *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, errors.Join(err, closePS())
 	}
-	hstore, closeHistory, err := cluster.History(ps, opts.history)
+	hctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	hstore, closeHistory, err := cluster.History(hctx, ps, opts.history)
+	cancel()
 	if errors.Is(err, history.ErrUnsupported) {
+		// A NATS server without JetStream: everything but feed:*'s
+		// recovery still works.
 		logger.Warn("feed:* is not recoverable on this pubsub", "err", err)
 		hstore, closeHistory, err = nil, func() error { return nil }, nil
 	}

@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -43,21 +44,24 @@ import (
 var adapters = []adapter{
 	{
 		name: "redis", bin: "redis-server", pkg: "redis-server",
-		args: func(p string) []string {
+		// No persistence: a restart is a flush, which loses the histories.
+		args: func(p, _ string) []string {
 			return []string{"--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
 		},
 		url: func(addr string) string { return "redis://" + addr },
 	},
 	{
 		name: "nats", bin: "nats-server", pkg: "nats-server",
-		args: func(p string) []string { return []string{"-a", "127.0.0.1", "-p", p} },
+		// JetStream holds the histories, in dir: they survive a restart
+		// and are flushed by deleting dir.
+		args: func(p, dir string) []string { return []string{"-a", "127.0.0.1", "-p", p, "-js", "-sd", dir} },
 		url:  func(addr string) string { return "nats://" + addr },
 	},
 }
 
 type adapter struct {
 	name, bin, pkg string
-	args           func(port string) []string
+	args           func(port, dataDir string) []string
 	url            func(addr string) string
 }
 
@@ -100,7 +104,9 @@ func TestCluster(t *testing.T) {
 // endpoint of one test.
 type cluster struct {
 	broker *proc
-	nodes  []*proc
+	// brokerDir is the broker's data directory, deleted by a flush.
+	brokerDir string
+	nodes     []*proc
 	lb     *roundRobin
 	lbSrv  *httptest.Server
 	ctl    *httptest.Server
@@ -117,8 +123,8 @@ func startCluster(t testing.TB, bin string, ad adapter) *cluster {
 	}
 	baddr := testenv.FreeAddr(t)
 	_, port, _ := net.SplitHostPort(baddr)
-	c := &cluster{}
-	c.broker = &proc{name: ad.name, bin: brokerBin, args: ad.args(port), addr: baddr}
+	c := &cluster{brokerDir: t.TempDir()}
+	c.broker = &proc{name: ad.name, bin: brokerBin, args: ad.args(port, c.brokerDir), addr: baddr}
 	if err := c.broker.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +205,7 @@ func (c *cluster) stop(t testing.TB) {
 	c.broker.kill()
 }
 
-// control serves POST /broker/{kill,start}, /node/{kill,start}?i=N and
+// control serves POST /broker/{kill,start,flush}, /node/{kill,start}?i=N and
 // GET|DELETE /lb (the proxy's per-node request counts, or their reset).
 func (c *cluster) control() http.Handler {
 	mux := http.NewServeMux()
@@ -225,6 +231,18 @@ func (c *cluster) control() http.Handler {
 	})
 	mux.HandleFunc("POST /broker/start", func(w http.ResponseWriter, r *http.Request) {
 		do(w, c.broker.start)
+	})
+	mux.HandleFunc("POST /broker/flush", func(w http.ResponseWriter, r *http.Request) {
+		do(w, func() error {
+			c.broker.kill()
+			if err := os.RemoveAll(c.brokerDir); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(c.brokerDir, 0o755); err != nil {
+				return err
+			}
+			return c.broker.start()
+		})
 	})
 	mux.HandleFunc("POST /node/kill", func(w http.ResponseWriter, r *http.Request) {
 		do(w, func() error {

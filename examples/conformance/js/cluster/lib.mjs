@@ -6,7 +6,8 @@
 //   PHX_NODES        comma-separated socket endpoints, one per node (ws://127.0.0.1:P/socket)
 //   PHX_NODES_HTTP   comma-separated HTTP base URLs, same order
 //   PHX_LB           socket endpoint of a round-robin proxy in front of every node (no sticky sessions)
-//   PHX_CONTROL      base URL of the test's control endpoint: POST /broker/kill, /broker/start,
+//   PHX_CONTROL      base URL of the test's control endpoint: POST /broker/kill, /broker/start, /broker/flush (a restart
+//                    that loses the broker's data),
 //                    /node/kill?i=N, /node/start?i=N; GET and DELETE /lb (LongPoll requests per node)
 //   PHX_PRESENCE_DOWN_MS, PHX_PRESENCE_BROADCAST_MS   the nodes' presence down and heartbeat periods
 //   PHOENIX_PKG      phoenix17 or phoenix18 (default phoenix18)
