@@ -143,10 +143,19 @@ func (s *Server[A]) newConn(t transport.Conn, cd connected[A], transportName str
 	return c
 }
 
+// readLoop reads and handles the client's frames until the connection
+// ends. When the connection is idle it hands over to a fresh goroutine that
+// waits for the next frame (awaitFrame): handling a frame grows a
+// goroutine's stack to 8 KiB or more, which a parked reader would keep, and
+// a fresh one parks in 2 KiB. The server's WaitGroup count goes along.
 func (c *conn[A]) readLoop() {
 	s := c.srv
-	defer s.wg.Done()
-	for {
+	idler, _ := c.t.(transport.IdleConn)
+	for first := true; ; first = false {
+		if !first && idler != nil && idler.Idle() {
+			go c.awaitFrame(idler)
+			return
+		}
 		data, binary, err := c.t.ReadFrame(context.Background())
 		if err != nil {
 			if transport.IsMessageTooBig(err) {
@@ -180,6 +189,13 @@ func (c *conn[A]) readLoop() {
 		c.sess.Handle(msg)
 	}
 	c.finish()
+	s.wg.Done()
+}
+
+// awaitFrame parks until the connection has a frame for readLoop.
+func (c *conn[A]) awaitFrame(t transport.IdleConn) {
+	t.Wait()
+	c.readLoop()
 }
 
 // finish tears the connection down after its reader ended.

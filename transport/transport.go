@@ -26,6 +26,20 @@ type Conn interface {
 	CloseNow() error
 }
 
+// An IdleConn is a Conn that can tell whether a frame is already buffered
+// and wait for the next one without holding what a read holds. A reader
+// that finds its connection idle parks in Wait on a fresh goroutine, so
+// that an idle connection keeps the smallest goroutine stack (2 KiB)
+// rather than one grown by handling its last frame.
+type IdleConn interface {
+	Conn
+	// Idle reports that nothing is buffered: ReadFrame would block.
+	Idle() bool
+	// Wait blocks until the connection has bytes to read, or fails; the
+	// error is the next ReadFrame's to report. Close interrupts it.
+	Wait()
+}
+
 // StatusCode is a WebSocket close code (RFC 6455 section 7.4). LongPoll maps
 // the codes to its own statuses.
 type StatusCode int

@@ -52,7 +52,7 @@ func TestWebSocketFramesLargerThanBuffers(t *testing.T) {
 	require.NoError(t, err)
 	defer ws.CloseNow()
 	ws.SetReadLimit(1 << 20)
-	for _, n := range []int{1, wsReadBuffer - 1, wsReadBuffer + 7, wsWriteBuffer - 4, wsWriteBuffer + 1, 100_000} {
+	for _, n := range []int{1, wsReadBuffer - 1, wsReadBuffer + 7, 125, 126, 0xFFFF, 0x10000, 100_000} {
 		msg := bytes.Repeat([]byte{'a' + byte(n%26)}, n)
 		require.NoError(t, ws.Write(ctx, websocket.MessageBinary, msg))
 		typ, got, err := ws.Read(ctx)
