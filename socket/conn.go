@@ -84,17 +84,29 @@ func (s *Server[A]) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	cd, err := s.connect(r, "websocket", transport.AuthToken(r.Header))
-	if err != nil {
-		s.logger.Info("websocket connect refused", "remote", r.RemoteAddr, "error", err)
-		s.cfg.Metrics.ConnectRefused("websocket", refusalReason(err))
-		if errors.Is(err, ErrTooManyConnections) || errors.Is(err, ErrServerClosed) {
-			w.WriteHeader(http.StatusServiceUnavailable)
+	release, err := s.admit()
+	if err == nil {
+		defer release()
+		var cd connected[A]
+		if cd, err = s.connect(r, "websocket", transport.AuthToken(r.Header)); err == nil {
+			s.acceptWebSocket(w, r, cd)
 			return
 		}
-		w.WriteHeader(http.StatusForbidden)
+	}
+	s.logger.Info("websocket connect refused", "remote", r.RemoteAddr, "error", err)
+	s.cfg.Metrics.ConnectRefused("websocket", refusalReason(err))
+	if errors.Is(err, ErrBusy) {
+		w.Header().Set("Retry-After", "1")
+	}
+	if unavailable(err) {
+		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
+	w.WriteHeader(http.StatusForbidden)
+}
+
+// acceptWebSocket upgrades an admitted connect and starts its reader.
+func (s *Server[A]) acceptWebSocket(w http.ResponseWriter, r *http.Request, cd connected[A]) {
 	t, err := transport.AcceptWebSocket(w, r, transport.WebSocketOptions{MaxFrameSize: s.cfg.MaxFrameSize})
 	if err != nil {
 		s.logger.Info("websocket upgrade failed", "remote", r.RemoteAddr, "error", err)

@@ -15,6 +15,8 @@ var (
 	ErrBadVsn        = protocol.ErrBadVsn
 	// ErrTooManyConnections refuses connects beyond Config.MaxConnections.
 	ErrTooManyConnections = errors.New("socket: too many connections")
+	// ErrBusy refuses connects beyond Config.MaxPendingConnects.
+	ErrBusy = errors.New("socket: too many connects in progress")
 )
 
 // refusalReason names a connect error for metrics.
@@ -26,10 +28,31 @@ func refusalReason(err error) string {
 		return "vsn"
 	case errors.Is(err, ErrTooManyConnections):
 		return "limit"
+	case errors.Is(err, ErrBusy):
+		return "busy"
 	case errors.Is(err, ErrServerClosed):
 		return "shutdown"
 	}
 	return "auth"
+}
+
+// admit counts a connect in progress, or refuses it with ErrBusy; release
+// must be called once the connection is registered or refused.
+func (s *Server[A]) admit() (release func(), err error) {
+	n := s.pending.Add(1)
+	if limit := s.cfg.MaxPendingConnects; limit > 0 && n > int64(limit) {
+		s.pending.Add(-1)
+		return nil, ErrBusy
+	}
+	return s.releasePending, nil
+}
+
+func (s *Server[A]) releasePending() { s.pending.Add(-1) }
+
+// unavailable reports whether a connect error means "try again later"
+// (HTTP 503) rather than "refused" (403).
+func unavailable(err error) bool {
+	return errors.Is(err, ErrTooManyConnections) || errors.Is(err, ErrServerClosed) || errors.Is(err, ErrBusy)
 }
 
 // connected is what a successful connect yields, for either transport.

@@ -261,6 +261,16 @@ func (lp *longPoller[A]) create(w http.ResponseWriter, r *http.Request, stripTok
 	if stripToken {
 		r = withoutLastToken(r)
 	}
+	release, err := s.admit()
+	if err != nil {
+		s.logger.Info("longpoll connect refused", "remote", r.RemoteAddr, "error", err)
+		s.cfg.Metrics.ConnectRefused("longpoll", refusalReason(err))
+		// phoenix.js closes for good on 403 but retries, with its
+		// reconnect backoff, on 500.
+		writeLongPoll(w, http.StatusOK, lpStatus{Status: 500})
+		return
+	}
+	defer release()
 	cd, err := s.connect(r, "longpoll", r.Header.Get(headerAuthToken))
 	if err != nil {
 		s.logger.Info("longpoll connect refused", "remote", r.RemoteAddr, "error", err)

@@ -28,6 +28,11 @@ const (
 	DefaultIdleTimeout   = 60 * time.Second
 	DefaultWriteTimeout  = 10 * time.Second
 	DefaultOutboundQueue = 4096 // frames queued for one connection before it is closed as a slow consumer
+	// DefaultMaxPendingConnects bounds connects in progress at once (see
+	// Config.MaxPendingConnects): far above what a node meets in normal
+	// traffic, and enough to keep every core busy with handshakes in a
+	// reconnect storm.
+	DefaultMaxPendingConnects = 512
 )
 
 // Authenticator turns connect parameters into the application's assigns, or
@@ -144,6 +149,17 @@ type Config[A any] struct {
 	// cap). Connects beyond it are refused: HTTP 503 for WebSocket,
 	// {"status":403} for LongPoll, which phoenix.js retries with backoff.
 	MaxConnections int
+	// MaxPendingConnects bounds the connects in progress at once: those
+	// being checked, authenticated and upgraded (default
+	// DefaultMaxPendingConnects; negative: no bound). It is the admission
+	// control of a reconnect storm, when every client of a restarted node
+	// comes back within a second: a connect beyond it is refused at once
+	// (HTTP 503 with Retry-After: 1 for WebSocket, {"status":500} for
+	// LongPoll, the status phoenix.js retries), before the Authenticator runs, and phoenix.js retries it
+	// after its reconnect backoff, so that the node admits clients as fast
+	// as it can finish them instead of running every Authenticator (and the
+	// database behind it) at once.
+	MaxPendingConnects int
 	// MessageRate and MessageBurst bound the client messages one socket may
 	// send (a token bucket: MessageRate per second sustained, bursts of
 	// MessageBurst; defaults DefaultMessageRate and DefaultMessageBurst; a
@@ -185,6 +201,7 @@ type Server[A any] struct {
 
 	nextConn atomic.Uint64
 	now      atomic.Int64 // coarse clock (unix nanoseconds), updated by the sweeper
+	pending  atomic.Int64 // connects in progress (Config.MaxPendingConnects)
 
 	ctx    context.Context // parent of every channel context; cancelled at shutdown
 	cancel context.CancelFunc
@@ -216,6 +233,9 @@ func New[A any](cfg Config[A]) *Server[A] {
 	}
 	if cfg.OutboundQueue == 0 {
 		cfg.OutboundQueue = DefaultOutboundQueue
+	}
+	if cfg.MaxPendingConnects == 0 {
+		cfg.MaxPendingConnects = DefaultMaxPendingConnects
 	}
 	if cfg.MessageRate == 0 {
 		cfg.MessageRate = DefaultMessageRate
