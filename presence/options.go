@@ -14,9 +14,10 @@ const (
 	// broadcast_period).
 	DefaultBroadcastPeriod = 1500 * time.Millisecond
 	// DefaultDownPeriod is how long a silent node's presences stay visible.
-	// Phoenix defaults to 30 s; a few seconds makes a crashed node's users
-	// disappear quickly while still riding out a missed heartbeat or two.
-	DefaultDownPeriod = 5 * time.Second
+	// Phoenix defaults to 30 s; 4 s makes a crashed node's users disappear
+	// within 2.5 to 4.3 s of its death (silent peers are looked for every
+	// 200 ms) while still riding out a lost heartbeat.
+	DefaultDownPeriod = 4 * time.Second
 	// DefaultPermdownPeriod is how long a silent node's presences are kept
 	// (hidden) before being forgotten, as in Phoenix.
 	DefaultPermdownPeriod = 20 * time.Minute

@@ -333,6 +333,11 @@ func (t *Tracker) run() {
 	// started together do not beat in lockstep.
 	hb := time.NewTimer(time.Duration(rand.Int64N(int64(t.cfg.broadcast/4) + 1)))
 	defer hb.Stop()
+	// Silent peers are looked for more often than heartbeats go out, so
+	// that a dead node's presences leave within a few hundred milliseconds
+	// of the down period rather than up to a broadcast period later.
+	check := time.NewTicker(downCheckPeriod(t.cfg.down))
+	defer check.Stop()
 	flush := time.NewTimer(time.Hour)
 	flush.Stop()
 	defer flush.Stop()
@@ -346,6 +351,8 @@ func (t *Tracker) run() {
 			t.tick(first)
 			first = false
 			hb.Reset(t.cfg.broadcast)
+		case <-check.C:
+			t.detectDowns()
 		case <-t.in.signal:
 			for _, m := range t.in.take() {
 				t.handle(m)
@@ -384,12 +391,7 @@ func (t *Tracker) tick(first bool) {
 			reqClock = clockList(t.st.clock())
 		}
 	}
-	t.st.detectDowns(now, t.cfg.down, t.cfg.permdown)
-	for p := range t.clocks {
-		if !t.st.visible(p) {
-			delete(t.clocks, p)
-		}
-	}
+	t.forgetSilent(now)
 	started := t.collect()
 	t.mu.Unlock()
 
@@ -407,6 +409,33 @@ func (t *Tracker) tick(first bool) {
 		}
 	}
 	t.changed(started)
+}
+
+// downCheckPeriod is how often run looks for silent peers: a twentieth of
+// the down period, within [50 ms, 1 s].
+func downCheckPeriod(down time.Duration) time.Duration {
+	return min(max(down/20, 50*time.Millisecond), time.Second)
+}
+
+// detectDowns marks the peers silent for the down period as down (and
+// those silent for the permdown period as gone) and tells subscribers.
+func (t *Tracker) detectDowns() {
+	now := t.cfg.now()
+	t.mu.Lock()
+	t.forgetSilent(now)
+	started := t.collect()
+	t.mu.Unlock()
+	t.changed(started)
+}
+
+// forgetSilent is detectDowns under t.mu.
+func (t *Tracker) forgetSilent(now time.Time) {
+	t.st.detectDowns(now, t.cfg.down, t.cfg.permdown)
+	for p := range t.clocks {
+		if !t.st.visible(p) {
+			delete(t.clocks, p)
+		}
+	}
 }
 
 // handle applies one replication message from a peer.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -427,4 +428,30 @@ func compact(t *testing.T, b []byte) []byte {
 	var buf bytes.Buffer
 	require.NoError(t, json.Compact(&buf, b))
 	return buf.Bytes()
+}
+
+// A silent peer is noticed within the down-check period of its down
+// period, not at the next heartbeat tick (which here is seconds away).
+func TestSilentPeerNoticedBetweenHeartbeats(t *testing.T) {
+	c := newCluster()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	opts := []Option{WithBroadcastPeriod(8 * time.Second), WithDownPeriod(20 * time.Second), WithCoalesce(0)}
+	a := newTracker(t, c.node("a"), append(opts, WithClock(clock), WithNode("a"))...)
+	b := newTracker(t, c.node("b"), append(opts, WithNode("b"))...)
+	_, err := b.Track(newChan("room:1"), "bob", nil)
+	require.NoError(t, err)
+	// First heartbeats come within a quarter period.
+	require.Eventually(t, func() bool { _, ok := a.List("room:1")["bob"]; return ok }, 5*time.Second, poll)
+
+	c.partition("b", true)
+	mu.Lock()
+	now = now.Add(21 * time.Second)
+	mu.Unlock()
+	start := time.Now()
+	require.Eventually(t, func() bool { _, ok := a.List("room:1")["bob"]; return !ok }, 5*time.Second, poll)
+	// The down check runs every second at this down period; a's next
+	// heartbeat tick is at least 6 s away.
+	assert.Less(t, time.Since(start), 1500*time.Millisecond)
 }

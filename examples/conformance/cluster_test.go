@@ -170,7 +170,7 @@ func (c *cluster) env() []string {
 		"PHX_LB=ws://" + lb + "/socket",
 		"PHX_CONTROL=" + c.ctl.URL,
 		// The nodes run with the tracker's defaults.
-		"PHX_PRESENCE_DOWN_MS=5000",
+		"PHX_PRESENCE_DOWN_MS=4000",
 		"PHX_PRESENCE_BROADCAST_MS=1500",
 	}
 }

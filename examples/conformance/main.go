@@ -17,7 +17,7 @@
 // unique. Every node must sign LongPoll sessions with the same key: set it
 // in PHX_LONGPOLL_KEY, or leave it unset to use a development key that is
 // no secret. -presence-down and -presence-broadcast tune how fast a dead
-// node's users leave the others' presence lists (defaults 5s and 1.5s).
+// node's users leave the others' presence lists (defaults 4s and 1.5s).
 //
 // Topics feed:* are recoverable (docs/recovery.md): their history lives in
 // memory, or in Redis Streams / NATS JetStream in a cluster; -history-size
@@ -39,7 +39,7 @@ func main() {
 	ps := flag.String("pubsub", "", "cluster PubSub: redis://HOST:PORT or nats://HOST:PORT (default in-process)")
 	node := flag.String("node", "", "this node's name in the cluster (default host name and pid)")
 	db := flag.String("db", "", "SQLite file holding users and ratings (default in-memory)")
-	down := flag.Duration("presence-down", 0, "how long a silent node's presences stay listed (default 5s)")
+	down := flag.Duration("presence-down", 0, "how long a silent node's presences stay listed (default 4s)")
 	beat := flag.Duration("presence-broadcast", 0, "presence heartbeat period (default 1.5s)")
 	hsize := flag.Int("history-size", 0, "broadcasts kept per feed:* topic for recovery (default 1000)")
 	httl := flag.Duration("history-ttl", 0, "how long an idle feed:* history is kept (default 10m)")

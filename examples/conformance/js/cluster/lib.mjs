@@ -27,7 +27,7 @@ export const env = {
   lb: process.env.PHX_LB,
   control: process.env.PHX_CONTROL,
   pkg: process.env.PHOENIX_PKG || "phoenix18",
-  downMs: Number(process.env.PHX_PRESENCE_DOWN_MS || 5000),
+  downMs: Number(process.env.PHX_PRESENCE_DOWN_MS || 4000),
   broadcastMs: Number(process.env.PHX_PRESENCE_BROADCAST_MS || 1500),
 }
 
