@@ -32,7 +32,9 @@ type Options struct {
 	TTL time.Duration
 }
 
-func (o Options) withDefaults() Options {
+// WithDefaults returns o with its zero limits set to the defaults, for
+// stores in other packages.
+func (o Options) WithDefaults() Options {
 	if o.Size <= 0 {
 		o.Size = DefaultSize
 	}
@@ -80,7 +82,7 @@ var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory Store.
 func NewMemory(opts Options) *Memory {
-	m := &Memory{opts: opts.withDefaults(), now: time.Now, seed: maphash.MakeSeed()}
+	m := &Memory{opts: opts.WithDefaults(), now: time.Now, seed: maphash.MakeSeed()}
 	for i := range m.shards {
 		m.shards[i].topics = make(map[string]*memTopic)
 	}

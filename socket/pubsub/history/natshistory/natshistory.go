@@ -175,12 +175,7 @@ func New(ctx context.Context, ps pubsub.PubSub, opts Options) (*Store, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: natshistory needs the NATS adapter, not %T", history.ErrUnsupported, pubsub.Underlying(ps))
 	}
-	if opts.Size <= 0 {
-		opts.Size = history.DefaultSize
-	}
-	if opts.TTL <= 0 {
-		opts.TTL = history.DefaultTTL
-	}
+	opts.Options = opts.Options.WithDefaults()
 	if opts.Stream == "" {
 		opts.Stream = DefaultStream
 	}

@@ -58,12 +58,7 @@ var _ history.Store = (*Store)(nil)
 // New returns a Store keeping histories through client, usually the client
 // of the node's Redis adapter.
 func New(client *goredis.Client, opts Options) *Store {
-	if opts.Size <= 0 {
-		opts.Size = history.DefaultSize
-	}
-	if opts.TTL <= 0 {
-		opts.TTL = history.DefaultTTL
-	}
+	opts.Options = opts.Options.WithDefaults()
 	if opts.Prefix == "" {
 		opts.Prefix = DefaultPrefix
 	}
