@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -172,7 +173,9 @@ func (s *Session[A]) join(msg protocol.Message, old *instance[A]) {
 	s.nextID++
 	id := s.cfg.ID + "/" + strconv.FormatUint(s.nextID, 36)
 	s.mu.Unlock()
-	in := &instance[A]{s: s, rt: rt, topic: msg.Topic, joinRef: msg.JoinRef, id: id}
+	// The join ref is a slice of the client's frame: a copy lets the frame
+	// go, which would otherwise stay in memory as long as the channel.
+	in := &instance[A]{s: s, rt: rt, topic: msg.Topic, joinRef: slices.Clone(msg.JoinRef), id: id}
 	in.ctx.in = in
 	in.handler = rt.newHandler()
 
