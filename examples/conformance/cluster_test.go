@@ -107,9 +107,9 @@ type cluster struct {
 	// brokerDir is the broker's data directory, deleted by a flush.
 	brokerDir string
 	nodes     []*proc
-	lb     *roundRobin
-	lbSrv  *httptest.Server
-	ctl    *httptest.Server
+	lb        *roundRobin
+	lbSrv     *httptest.Server
+	ctl       *httptest.Server
 	// mu serializes control requests: a scenario never kills and starts
 	// the same process concurrently.
 	mu sync.Mutex
