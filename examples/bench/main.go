@@ -16,6 +16,15 @@
 // -serve ADDR runs a small phx server with the bench:* routes instead, for
 // profiling the server side with -cpuprofile. See docs/benchmarks.md for
 // the method and the limits (file descriptors, source addresses, workers).
+//
+// bench cluster runs a multi-node scale scenario on this machine and prints
+// one JSON result: it starts its own redis-server or nats-server, -nodes
+// server processes (-serve with -pubsub and a presence tracker) and worker
+// processes holding the sockets, runs the phases connect, idle, topic, all,
+// presence, kill and storm, and stops everything at the end (docs/scaling.md):
+//
+//	go run ./examples/bench cluster -sockets 100000 -nodes 6 -pubsub redis
+//	go run ./examples/bench cluster -sockets 10000 -nodes 3 -pubsub nats -hold 5s -out result.json
 package main
 
 import (
@@ -62,8 +71,24 @@ type config struct {
 }
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "cluster":
+			if err := runClusterCmd(os.Args[2:]); err != nil {
+				fatal(err)
+			}
+			return
+		case "cluster-worker":
+			debug.SetGCPercent(400)
+			if err := runClusterWorker(os.Args[2:]); err != nil {
+				fatal(err)
+			}
+			return
+		}
+	}
 	var cfg config
 	var params, serve, cpuprofile, memprofile string
+	var nopts nodeOptions
 	flag.StringVar(&cfg.scenario, "scenario", "", "conns, fanout, shout, echo or churn")
 	flag.StringVar(&cfg.url, "url", "ws://127.0.0.1:4000/socket", "socket mount URL of the server")
 	flag.StringVar(&params, "params", "token=alice", "connect params (query string)")
@@ -90,6 +115,10 @@ func main() {
 	flag.StringVar(&serve, "serve", "", "run a phx server with the bench:* routes on ADDR instead of generating load")
 	flag.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of this process (the generator, or with -serve the server)")
 	flag.StringVar(&memprofile, "memprofile", "", "with -serve: write a heap profile on SIGUSR1")
+	flag.StringVar(&nopts.pubsubURL, "pubsub", "", "with -serve: run as a cluster node on the redis://… or nats://… PubSub (bench cluster)")
+	flag.StringVar(&nopts.node, "node", "", "with -pubsub: node name")
+	flag.IntVar(&nopts.presenceTopics, "presence-topics", 10, "with -pubsub: presence topics counted by GET /api/stats")
+	flag.DurationVar(&nopts.down, "down-period", 0, "with -pubsub: presence tracker down period (0: the package default)")
 	flag.Parse()
 
 	var err error
@@ -97,7 +126,11 @@ func main() {
 		fatal(fmt.Errorf("-params: %w", err))
 	}
 	if serve != "" {
-		if err := runServer(serve, cpuprofile, memprofile); err != nil {
+		var np *nodeOptions
+		if nopts.pubsubURL != "" {
+			np = &nopts
+		}
+		if err := runServer(serve, cpuprofile, memprofile, np); err != nil {
 			fatal(err)
 		}
 		return

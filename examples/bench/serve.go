@@ -16,14 +16,26 @@ import (
 
 	"github.com/phxgo/phx/channel"
 	"github.com/phxgo/phx/socket"
+	"github.com/phxgo/phx/socket/pubsub"
 )
 
 // runServer serves the bench:* routes and POST /api/broadcast as
 // examples/conformance does (any token accepted), so that the server side
 // can be profiled under this tool's own load: -cpuprofile for the whole
 // run; SIGUSR1 prints memory statistics and writes -memprofile.
-func runServer(addr, cpuprofile, memprofile string) error {
-	srv, mux := benchApp()
+//
+// With nodeOptions (non-nil, from -pubsub), the server is one node of
+// `bench cluster`: see clusternode.go.
+func runServer(addr, cpuprofile, memprofile string, nopts *nodeOptions) error {
+	var cn *clusterNode
+	if nopts != nil {
+		var err error
+		if cn, err = openClusterNode(*nopts); err != nil {
+			return err
+		}
+		defer func() { _ = cn.close() }()
+	}
+	srv, mux := benchAppWith(cn)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -63,10 +75,20 @@ func runServer(addr, cpuprofile, memprofile string) error {
 
 // benchApp is the server of -serve: the socket at /socket and the
 // broadcast helper, with any token accepted.
-func benchApp() (*socket.Server[string], *http.ServeMux) {
+func benchApp() (*socket.Server[string], *http.ServeMux) { return benchAppWith(nil) }
+
+// benchAppWith is benchApp, on a cluster node's PubSub with its lobby:*
+// presence route when cn is not nil. GET /api/stats is served either way.
+func benchAppWith(cn *clusterNode) (*socket.Server[string], *http.ServeMux) {
 	router := channel.NewRouter[string]()
 	router.Handle("bench:*", func() channel.Handler[string] { return benchHandler{} })
+	var ps pubsub.PubSub
+	if cn != nil {
+		ps = cn.ps
+		router.Handle("lobby:*", func() channel.Handler[string] { return &presenceHandler{cn: cn} })
+	}
 	srv := socket.New(socket.Config[string]{
+		PubSub: ps,
 		Authenticator: socket.AuthenticatorFunc[string](func(_ context.Context, req *socket.ConnectRequest) (string, error) {
 			return req.Params.Get("token"), nil
 		}),
@@ -75,6 +97,7 @@ func benchApp() (*socket.Server[string], *http.ServeMux) {
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/socket/", srv)
+	mux.HandleFunc("GET /api/stats", statsHandler(srv.Connections, cn))
 	mux.HandleFunc("POST /api/broadcast", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 		topic, event := r.URL.Query().Get("topic"), r.URL.Query().Get("event")

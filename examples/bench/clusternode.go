@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/phxgo/phx/channel"
+	"github.com/phxgo/phx/examples/internal/cluster"
+	"github.com/phxgo/phx/presence"
+	"github.com/phxgo/phx/socket/pubsub"
+)
+
+// nodeOptions extend -serve into one node of `bench cluster`: a cluster
+// PubSub, a presence tracker on it and the lobby:* presence route.
+type nodeOptions struct {
+	pubsubURL      string
+	node           string
+	presenceTopics int
+	down           time.Duration // tracker down period (0: presence's default)
+}
+
+// clusterNode is what a cluster node adds to the bench app.
+type clusterNode struct {
+	opts    nodeOptions
+	ps      *countingPS
+	tracker *presence.Tracker
+	closePS func() error
+}
+
+func openClusterNode(opts nodeOptions) (*clusterNode, error) {
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ps, closePS, err := cluster.Open(opts.pubsubURL, opts.node, logger)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", opts.node, err)
+	}
+	cps := &countingPS{PubSub: ps, wrapped: map[pubsub.Subscriber]*countingSub{}}
+	topts := []presence.Option{presence.WithLogger(logger)}
+	if opts.down > 0 {
+		topts = append(topts, presence.WithDownPeriod(opts.down))
+	}
+	return &clusterNode{opts: opts, ps: cps, tracker: presence.New(cps, topts...), closePS: closePS}, nil
+}
+
+// close stops the tracker without a goodbye (as a crash would, but with
+// pending diffs sent), then the PubSub.
+func (n *clusterNode) close() error {
+	return errors.Join(n.tracker.Close(), n.closePS())
+}
+
+// presenceCounts is the number of metas the tracker lists for each presence
+// topic: what this node sees cluster-wide.
+func (n *clusterNode) presenceCounts() map[string]int {
+	out := make(map[string]int, n.opts.presenceTopics)
+	for p := range n.opts.presenceTopics {
+		topic := presenceTopic(p)
+		total := 0
+		for _, e := range n.tracker.List(topic) {
+			total += len(e.Metas)
+		}
+		out[topic] = total
+	}
+	return out
+}
+
+func presenceTopic(p int) string { return "presence:" + strconv.Itoa(p) }
+
+// nodeStats is the JSON of GET /api/stats.
+type nodeStats struct {
+	Node        string         `json:"node,omitempty"`
+	PID         int            `json:"pid"`
+	Connections int            `json:"connections"`
+	Goroutines  int            `json:"goroutines"`
+	HeapInuse   uint64         `json:"heap_inuse"`
+	StackInuse  uint64         `json:"stack_inuse"`
+	RSSKiB      int64          `json:"rss_kib"`
+	CPUS        float64        `json:"cpu_s"`
+	Presence    map[string]int `json:"presence,omitempty"`
+	PubSub      *psCounts      `json:"pubsub,omitempty"`
+	UnixNano    int64          `json:"unix_nano"`
+}
+
+// statsHandler serves GET /api/stats; ?gc=1 collects garbage first, so
+// that heap_inuse is the live heap.
+func statsHandler(connections func() int, cn *clusterNode) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("gc") == "1" {
+			runtime.GC()
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		st := nodeStats{PID: os.Getpid(), Connections: connections(), Goroutines: runtime.NumGoroutine(),
+			HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse}
+		st.RSSKiB, _ = procRSS(os.Getpid())
+		st.CPUS, _ = procCPU(os.Getpid())
+		if cn != nil {
+			st.Node = cn.opts.node
+			st.Presence = cn.presenceCounts()
+			c := cn.ps.counts()
+			st.PubSub = &c
+		}
+		st.UnixNano = time.Now().UnixNano()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(st)
+	}
+}
+
+// presenceHandler is the lobby:* route of a cluster node: it tracks the
+// socket's key (join params {"key":"w3-1234"}) under the aliased topic
+// presence:P, which no channel subscribes to, and pushes no presence_state.
+// At 10,000 members per topic presence_state (O(n) per join) and the diffs
+// to every member (O(n²) in all) would dominate, in Phoenix as here: this
+// route measures the tracker's replication, not presence fan-out.
+// One handler per channel (the router's factory), so Join can keep the key.
+type presenceHandler struct {
+	cn  *clusterNode
+	key string
+}
+
+type keyParams struct {
+	Key string `json:"key"`
+}
+
+func (h *presenceHandler) Join(_ *channel.Context[string], p channel.Payload) (channel.Result, error) {
+	var kp keyParams
+	if err := p.Decode(&kp); err != nil || kp.Key == "" {
+		return channel.Error(map[string]string{"reason": "need {\"key\":…}"}), nil
+	}
+	h.key = kp.Key
+	return channel.OK(nil), nil
+}
+
+func (h *presenceHandler) AfterJoin(c *channel.Context[string]) (channel.Result, error) {
+	_, err := h.cn.tracker.Track(aliasJoined{c, "presence:" + strings.TrimPrefix(c.Topic(), "lobby:")}, h.key, nil)
+	return channel.NoReply(), err
+}
+
+func (*presenceHandler) HandleIn(*channel.Context[string], string, channel.Payload) (channel.Result, error) {
+	return channel.NoReply(), nil
+}
+
+// aliasJoined is a joined channel seen under another topic.
+type aliasJoined struct {
+	channel.Joined
+	topic string
+}
+
+func (a aliasJoined) Topic() string { return a.topic }
+
+// countingPS counts this node's PubSub traffic: every broadcast it sends,
+// and the replication messages its tracker receives from other nodes
+// (subscribers of the tracker's topics are wrapped; others are not, so that
+// Unsubscribe keeps working with the caller's value). Bytes are payload
+// bytes, not the adapter's frames.
+type countingPS struct {
+	pubsub.PubSub
+	sentMsgs, sentBytes   atomic.Int64
+	trackerSentMsgs       atomic.Int64
+	trackerSentBytes      atomic.Int64
+	recvMsgs, recvBytes   atomic.Int64
+	transfersSent         atomic.Int64
+	transfersRecv         atomic.Int64
+	transferBytesReceived atomic.Int64
+
+	mu      sync.Mutex
+	wrapped map[pubsub.Subscriber]*countingSub
+}
+
+// psCounts are countingPS's counters, cumulative since start.
+type psCounts struct {
+	SentMsgs         int64 `json:"sent_msgs"`
+	SentBytes        int64 `json:"sent_bytes"`
+	TrackerSentMsgs  int64 `json:"tracker_sent_msgs"`
+	TrackerSentBytes int64 `json:"tracker_sent_bytes"`
+	RecvMsgs         int64 `json:"tracker_recv_msgs"`
+	RecvBytes        int64 `json:"tracker_recv_bytes"`
+	TransfersSent    int64 `json:"transfers_sent"`
+	TransfersRecv    int64 `json:"transfers_recv"`
+	TransferRecvB    int64 `json:"transfer_recv_bytes"`
+}
+
+func (c *countingPS) counts() psCounts {
+	return psCounts{
+		SentMsgs: c.sentMsgs.Load(), SentBytes: c.sentBytes.Load(),
+		TrackerSentMsgs: c.trackerSentMsgs.Load(), TrackerSentBytes: c.trackerSentBytes.Load(),
+		RecvMsgs: c.recvMsgs.Load(), RecvBytes: c.recvBytes.Load(),
+		TransfersSent: c.transfersSent.Load(), TransfersRecv: c.transfersRecv.Load(),
+		TransferRecvB: c.transferBytesReceived.Load(),
+	}
+}
+
+func isTrackerTopic(topic string) bool {
+	return topic == presence.DefaultName || strings.HasPrefix(topic, presence.DefaultName+":")
+}
+
+// transfer_ack is the tracker's full-state (or catch-up) transfer.
+const evTransferAck = "transfer_ack"
+
+func (c *countingPS) Broadcast(ctx context.Context, m *pubsub.Message) error {
+	n := int64(len(m.Payload.Bytes()))
+	c.sentMsgs.Add(1)
+	c.sentBytes.Add(n)
+	if isTrackerTopic(m.Topic) {
+		c.trackerSentMsgs.Add(1)
+		c.trackerSentBytes.Add(n)
+		if m.Event == evTransferAck {
+			c.transfersSent.Add(1)
+		}
+	}
+	return c.PubSub.Broadcast(ctx, m)
+}
+
+func (c *countingPS) Subscribe(topic string, s pubsub.Subscriber) {
+	if !isTrackerTopic(topic) {
+		c.PubSub.Subscribe(topic, s)
+		return
+	}
+	c.mu.Lock()
+	w, ok := c.wrapped[s]
+	if !ok {
+		w = &countingSub{ps: c, s: s}
+		c.wrapped[s] = w
+	}
+	c.mu.Unlock()
+	c.PubSub.Subscribe(topic, w)
+}
+
+func (c *countingPS) Unsubscribe(topic string, s pubsub.Subscriber) {
+	if !isTrackerTopic(topic) {
+		c.PubSub.Unsubscribe(topic, s)
+		return
+	}
+	c.mu.Lock()
+	w, ok := c.wrapped[s]
+	c.mu.Unlock()
+	if ok {
+		c.PubSub.Unsubscribe(topic, w)
+	}
+}
+
+// Unwrap lets pubsub.Underlying see the adapter.
+func (c *countingPS) Unwrap() pubsub.PubSub { return c.PubSub }
+
+type countingSub struct {
+	ps *countingPS
+	s  pubsub.Subscriber
+}
+
+func (w *countingSub) Deliver(m *pubsub.Message) {
+	if m.Node != w.ps.Node() { // our own broadcasts come back locally
+		n := int64(len(m.Payload.Bytes()))
+		w.ps.recvMsgs.Add(1)
+		w.ps.recvBytes.Add(n)
+		if m.Event == evTransferAck {
+			w.ps.transfersRecv.Add(1)
+			w.ps.transferBytesReceived.Add(n)
+		}
+	}
+	w.s.Deliver(m)
+}
