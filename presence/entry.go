@@ -109,10 +109,22 @@ func entries(es []*element) map[string]Entry {
 	out := make(map[string]Entry)
 	for _, e := range es {
 		en := out[e.key]
-		en.Metas = append(en.Metas, maps.Clone(e.meta))
+		en.Metas = append(en.Metas, e.metaCopy())
 		out[e.key] = en
 	}
 	return out
+}
+
+// metaCopy returns the element's meta as a map of the caller's own.
+func (e *element) metaCopy() map[string]any {
+	if e.meta != nil {
+		return maps.Clone(e.meta)
+	}
+	m, err := decodeMeta(e.raw)
+	if err != nil { // merge admits only valid objects
+		return map[string]any{}
+	}
+	return m
 }
 
 // appendEntriesJSON appends the elements as {"key":{"metas":[...]},...}

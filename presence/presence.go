@@ -115,7 +115,7 @@ func New(ps pubsub.PubSub, opts ...Option) *Tracker {
 		id:        self.String(),
 		topic:     cfg.name,
 		direct:    cfg.name + ":" + self.String(),
-		in:        &inbox{signal: make(chan struct{}, 1)},
+		in:        &inbox{signal: make(chan struct{}, 1), now: cfg.now},
 		maxSilent: max(1, int(cfg.down/(2*cfg.broadcast))),
 		st:        newState(self),
 		hooked:    make(map[string]struct{}),
@@ -354,9 +354,7 @@ func (t *Tracker) run() {
 		case <-check.C:
 			t.detectDowns()
 		case <-t.in.signal:
-			for _, m := range t.in.take() {
-				t.handle(m)
-			}
+			t.drain()
 		case <-t.kick:
 			if !armed {
 				flush.Reset(t.cfg.coalesce)
@@ -420,6 +418,10 @@ func downCheckPeriod(down time.Duration) time.Duration {
 // detectDowns marks the peers silent for the down period as down (and
 // those silent for the permdown period as gone) and tells subscribers.
 func (t *Tracker) detectDowns() {
+	// A peer is silent if nothing of it has arrived, not if what arrived
+	// is still queued behind a large merge: handle the queue first, so
+	// that a busy tracker does not mark a live peer down.
+	t.drain()
 	now := t.cfg.now()
 	t.mu.Lock()
 	t.forgetSilent(now)
@@ -438,8 +440,17 @@ func (t *Tracker) forgetSilent(now time.Time) {
 	}
 }
 
-// handle applies one replication message from a peer.
-func (t *Tracker) handle(m *pubsub.Message) {
+// drain handles the queued replication messages.
+func (t *Tracker) drain() {
+	for _, a := range t.in.take() {
+		t.handle(a.m, a.at)
+	}
+}
+
+// handle applies one replication message from a peer, which arrived at at:
+// that is when the peer was last heard from, however long the message
+// waited in the inbox.
+func (t *Tracker) handle(m *pubsub.Message, at time.Time) {
 	if m.From == t.id {
 		return // our own broadcast coming back; no need to decode it
 	}
@@ -451,7 +462,6 @@ func (t *Tracker) handle(m *pubsub.Message) {
 	if w.From == t.self {
 		return // our own broadcast coming back
 	}
-	now := t.cfg.now()
 	var ack *wireState
 	t.mu.Lock()
 	if t.closed {
@@ -470,7 +480,7 @@ func (t *Tracker) handle(m *pubsub.Message) {
 			t.st.permdown(w.From)
 		}
 	case evHeartbeat, evTransferAck, evTransferReq:
-		if !t.st.seen(w.From, now) {
+		if !t.st.seen(w.From, at) {
 			break
 		}
 		if w.State != nil {
@@ -656,9 +666,16 @@ func rawMeta(ref, prev string, user []byte) json.RawMessage {
 // Subscriber must not block.
 type inbox struct {
 	mu     sync.Mutex
-	msgs   []*pubsub.Message
+	msgs   []arrival
 	closed bool
 	signal chan struct{}
+	now    func() time.Time
+}
+
+// arrival is a queued message and the time it was delivered.
+type arrival struct {
+	m  *pubsub.Message
+	at time.Time
 }
 
 // Deliver implements pubsub.Subscriber.
@@ -668,7 +685,7 @@ func (in *inbox) Deliver(m *pubsub.Message) {
 		in.mu.Unlock()
 		return
 	}
-	in.msgs = append(in.msgs, m)
+	in.msgs = append(in.msgs, arrival{m, in.now()})
 	in.mu.Unlock()
 	select {
 	case in.signal <- struct{}{}:
@@ -676,7 +693,7 @@ func (in *inbox) Deliver(m *pubsub.Message) {
 	}
 }
 
-func (in *inbox) take() []*pubsub.Message {
+func (in *inbox) take() []arrival {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	m := in.msgs

@@ -455,3 +455,34 @@ func TestSilentPeerNoticedBetweenHeartbeats(t *testing.T) {
 	// heartbeat tick is at least 6 s away.
 	assert.Less(t, time.Since(start), 1500*time.Millisecond)
 }
+
+// A heartbeat that arrived in time counts even if the tracker handles it
+// late: a tracker busy with a large merge must not mark a live peer down
+// (and flap its presences out and back in) because its own queue was long.
+func TestQueuedHeartbeatKeepsPeerUp(t *testing.T) {
+	c := newCluster()
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	at := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	opts := []Option{WithBroadcastPeriod(8 * time.Second), WithDownPeriod(20 * time.Second), WithCoalesce(time.Millisecond)}
+	a := newTracker(t, c.node("a"), append(opts, WithClock(clock), WithNode("a"))...)
+	b := newTracker(t, c.node("b"), append(opts, WithNode("b"))...)
+	_, err := b.Track(newChan("room:1"), "bob", nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, ok := a.List("room:1")["bob"]; return ok }, 5*time.Second, poll)
+
+	// Keep a's goroutine busy: it blocks in a flush of its own change.
+	a.flushMu.Lock()
+	_, err = a.Track(newChan("room:2"), "alice", nil)
+	require.NoError(t, err)
+	time.Sleep(50 * time.Millisecond) // the 1 ms coalesce timer fires
+	at(19 * time.Second)
+	b.tick(false) // b's heartbeat arrives 19 s after the last, in time
+	at(11 * time.Second)
+	// 30 s after the previous heartbeat but 11 s after the queued one.
+	a.detectDowns()
+	_, ok := a.List("room:1")["bob"]
+	a.flushMu.Unlock()
+	assert.True(t, ok, "bob's node heartbeat in time; it only waited in a's queue")
+}

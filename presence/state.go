@@ -23,9 +23,14 @@ type element struct {
 	key   string
 	owner string // ID of the tracking channel; local elements only
 	ref   string
-	at    int64          // creation time in µs; metas are listed oldest first
-	meta  map[string]any // includes phx_ref
-	raw   json.RawMessage
+	at    int64 // creation time in µs; metas are listed oldest first
+	// meta is the app's meta with phx_ref, for local elements only. A
+	// remote element keeps only raw, decoded for List when asked: a node
+	// holds every presence of the cluster, and a decoded map per remote
+	// presence would double its size for what diffs and state pushes copy
+	// from raw anyway.
+	meta map[string]any
+	raw  json.RawMessage // the meta as a JSON object, phx_ref included
 }
 
 type peerStatus uint8
@@ -363,12 +368,11 @@ func (s *state) merge(ws *wireState) int {
 		if s.observed(d) || s.values[d.r][d.c] != nil {
 			continue
 		}
-		meta, err := decodeMeta(v.Meta)
-		if err != nil {
+		if !isObject(v.Meta) {
 			bad++
 			continue
 		}
-		s.insert(&element{dot: d, topic: v.Topic, key: v.Key, ref: v.Ref, at: v.At, meta: meta, raw: v.Meta})
+		s.insert(&element{dot: d, topic: v.Topic, key: v.Key, ref: v.Ref, at: v.At, raw: v.Meta})
 		added = append(added, d)
 	}
 
@@ -477,7 +481,9 @@ func (s *state) seen(r replica, now time.Time) bool {
 			s.changes = append(s.changes, change{e: s.values[r][c], join: true})
 		}
 	}
-	p.lastSeen = now
+	if now.After(p.lastSeen) {
+		p.lastSeen = now
+	}
 	return true
 }
 
@@ -576,6 +582,13 @@ func dominates(a, b map[replica]uint64) bool {
 		}
 	}
 	return true
+}
+
+// isObject reports whether raw is one valid JSON object, the only kind of
+// meta phoenix.js can read.
+func isObject(raw json.RawMessage) bool {
+	b := bytes.TrimLeft(raw, " \t\r\n")
+	return len(b) > 0 && b[0] == '{' && json.Valid(raw)
 }
 
 func decodeMeta(raw json.RawMessage) (map[string]any, error) {

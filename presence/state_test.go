@@ -306,6 +306,19 @@ func TestWireStateRoundTrip(t *testing.T) {
 	got := b.list("room")
 	require.Len(t, got, 1)
 	assert.Equal(t, e.ref, got[0].ref)
-	assert.Equal(t, json.Number("12345678901234567"), got[0].meta["n"], "large integers survive replication")
+	assert.Nil(t, got[0].meta, "a remote element keeps only its encoded meta")
+	assert.Equal(t, json.Number("12345678901234567"), got[0].metaCopy()["n"], "large integers survive replication")
 	assert.Equal(t, a.clock(), clockMap(w.Clock))
+}
+
+func TestMergeSkipsNonObjectMetas(t *testing.T) {
+	a, b := stateFor("a", "b"), stateFor("b", "a")
+	assert.Equal(t, 3, b.merge(&wireState{Replicas: []replica{a.self}, Causal: []wireCausal{{Upto: 4}},
+		Values: []wireValue{
+			{C: 1, Topic: "room", Key: "w", Ref: "r1", Meta: json.RawMessage(`[1]`)},
+			{C: 2, Topic: "room", Key: "x", Ref: "r2", Meta: json.RawMessage(`{"a":`)},
+			{C: 3, Topic: "room", Key: "y", Ref: "r3", Meta: json.RawMessage(` "s"`)},
+			{C: 4, Topic: "room", Key: "z", Ref: "r4", Meta: json.RawMessage(` {"phx_ref":"r4"}`)},
+		}}))
+	assert.Equal(t, []string{"z=r4"}, refs(b, "room"))
 }
