@@ -32,6 +32,8 @@ type clusterConfig struct {
 	workers, concurrency, topicMsgs int
 	pubsub                          string
 	hold, timeout, down             time.Duration
+	topicPace                       time.Duration
+	profileDir                      string
 	phases                          map[string]bool
 	out                             string
 }
@@ -174,6 +176,9 @@ func runClusterCmd(args []string) error {
 	fs.IntVar(&cfg.workers, "workers", 0, "load-generator processes (0: ceil(sockets/12500))")
 	fs.IntVar(&cfg.concurrency, "concurrency", 32, "initial connects in flight per worker")
 	fs.IntVar(&cfg.topicMsgs, "broadcasts", 20, "topic phase: broadcasts to lobby:0")
+	fs.StringVar(&cfg.profileDir, "profile-dir", "", "nodes write DIR/NODE.cpu (whole run) and, on SIGUSR1, DIR/NODE.heap")
+	fs.DurationVar(&cfg.topicPace, "broadcast-interval", 500*time.Millisecond,
+		"topic phase: time between broadcasts (latency of one broadcast at a time; shorter measures a queue)")
 	fs.DurationVar(&cfg.hold, "hold", 35*time.Second, "idle time with heartbeats before RSS is read")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "bound on every wait")
 	fs.DurationVar(&cfg.down, "down-period", 0, "presence tracker down period on the nodes (0: the package default)")
@@ -252,7 +257,7 @@ func runCluster(ctx context.Context, cfg clusterConfig) (res *ClusterResult, err
 	res = &ClusterResult{Scenario: "cluster", Problems: []string{}, Note: presenceNote, Args: map[string]any{
 		"sockets": cfg.sockets, "nodes": cfg.nodes, "pubsub": cfg.pubsub, "topics": cfg.topics,
 		"presence_topics": cfg.ptopics, "workers": cfg.workers, "concurrency": cfg.concurrency,
-		"broadcasts": cfg.topicMsgs, "hold_s": cfg.hold.Seconds(), "timeout_s": cfg.timeout.Seconds(),
+		"broadcasts": cfg.topicMsgs, "broadcast_interval_s": cfg.topicPace.Seconds(), "hold_s": cfg.hold.Seconds(), "timeout_s": cfg.timeout.Seconds(),
 		"down_period_s": cfg.down.Seconds(), "phases": slices.Sorted(maps.Keys(cfg.phases)),
 	}}
 	res.Load1[0] = loadAvg()
@@ -308,12 +313,12 @@ func runCluster(ctx context.Context, cfg clusterConfig) (res *ClusterResult, err
 	connectEnd := time.Now()
 	if cfg.phases["presence"] {
 		res.Presence = &presencePhase{Expected: cfg.sockets, Note: "converged_s: from the end of connect until every node lists all presences; idle: tracker traffic per node while idle (payload bytes)"}
-		ok, seen, err := r.waitPresence(ctx, r.nodes, cfg.sockets)
+		ok, seen, last, err := r.waitPresence(ctx, r.nodes, cfg.sockets)
 		if err != nil {
 			return res, err
 		}
 		res.Presence.Converged, res.Presence.Seen = ok, seen
-		res.Presence.ConvergedS = round3(time.Since(connectEnd).Seconds())
+		res.Presence.ConvergedS = round3(max(0, last.Sub(connectEnd).Seconds()))
 		if !ok {
 			r.problem("presence did not converge within %s: %v", cfg.timeout, seen)
 		}
@@ -461,6 +466,9 @@ func (r *clusterRun) startNode(ctx context.Context, name, addr string) (*benchNo
 	if r.cfg.down > 0 {
 		args = append(args, "-down-period", r.cfg.down.String())
 	}
+	if d := r.cfg.profileDir; d != "" {
+		args = append(args, "-cpuprofile", filepath.Join(d, name+".cpu"), "-memprofile", filepath.Join(d, name+".heap"))
+	}
 	cmd := exec.Command(r.exe, args...)
 	cmd.SysProcAttr = childAttrs()
 	cmd.Stderr = os.Stderr
@@ -522,10 +530,19 @@ func (r *clusterRun) stopNodes() {
 }
 
 func (r *clusterRun) stats(ctx context.Context, n *benchNode, gc bool) (nodeStats, error) {
+	q := ""
+	if gc {
+		q = "gc=1"
+	}
+	return r.statsQuery(ctx, n, q)
+}
+
+// statsQuery is GET /api/stats?query on n.
+func (r *clusterRun) statsQuery(ctx context.Context, n *benchNode, query string) (nodeStats, error) {
 	var st nodeStats
 	u := "http://" + n.addr + "/api/stats"
-	if gc {
-		u += "?gc=1"
+	if query != "" {
+		u += "?" + query
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -758,7 +775,7 @@ func (r *clusterRun) phaseConnect(ctx context.Context, start time.Time) error {
 	return nil
 }
 
-// presenceSeen is the total of a node's presence counts.
+// presenceSeen is the total of a node's presence counts from List.
 func presenceSeen(st nodeStats) int {
 	n := 0
 	for _, v := range st.Presence {
@@ -767,25 +784,50 @@ func presenceSeen(st nodeStats) int {
 	return n
 }
 
-// waitPresence polls nodes until each lists want presences in total.
-func (r *clusterRun) waitPresence(ctx context.Context, nodes []*benchNode, want int) (bool, map[string]int, error) {
+// waitPresence polls nodes (all at once, every 50 ms) until each one's
+// presence diffs leave want presences visible, then checks that List
+// agrees. The time returned is that of the last change on any node, as the
+// nodes dated it, so polling does not add to it.
+func (r *clusterRun) waitPresence(ctx context.Context, nodes []*benchNode, want int) (bool, map[string]int, time.Time, error) {
 	deadline := time.Now().Add(r.cfg.timeout)
 	for {
+		sts := make([]nodeStats, len(nodes))
+		errs := make([]error, len(nodes))
+		var wg sync.WaitGroup
+		for k, n := range nodes {
+			wg.Go(func() { sts[k], errs[k] = r.statsQuery(ctx, n, "") })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return false, nil, time.Time{}, err
+		}
 		seen := map[string]int{}
 		all := true
-		for _, n := range nodes {
-			st, err := r.stats(ctx, n, false)
-			if err != nil {
-				return false, seen, err
+		var last int64
+		for k, n := range nodes {
+			seen[n.name] = sts[k].PresenceSeen
+			all = all && sts[k].PresenceSeen == want
+			last = max(last, sts[k].PresenceChanged)
+		}
+		if all {
+			for _, n := range nodes {
+				st, err := r.statsQuery(ctx, n, "list=1")
+				if err != nil {
+					return false, seen, time.Time{}, err
+				}
+				if l := presenceSeen(st); l != want {
+					r.problem("presence: %s's diffs show %d presences but List has %d", n.name, want, l)
+					seen[n.name] = l
+					all = false
+				}
 			}
-			seen[n.name] = presenceSeen(st)
-			all = all && seen[n.name] == want
+			return all, seen, time.Unix(0, last), nil
 		}
-		if all || time.Now().After(deadline) {
-			return all, seen, nil
+		if time.Now().After(deadline) {
+			return false, seen, time.Unix(0, last), nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return false, seen, err
+		if err := sleep(ctx, 50*time.Millisecond); err != nil {
+			return false, seen, time.Time{}, err
 		}
 	}
 }
@@ -947,7 +989,7 @@ func (r *clusterRun) phaseTopic(ctx context.Context, seq *int64) error {
 		}{topic, *seq})
 	}
 	members := int64(r.layout.lobbyMembers(0))
-	p, err := r.deliver(ctx, 1, sends, members*int64(len(sends)), 50*time.Millisecond)
+	p, err := r.deliver(ctx, 1, sends, members*int64(len(sends)), r.cfg.topicPace)
 	if err != nil {
 		return err
 	}
@@ -1015,11 +1057,11 @@ func (r *clusterRun) phaseKill(ctx context.Context) error {
 	}
 	t0 := time.Now()
 	victim.kill(syscall.SIGKILL)
-	ok, seen, err := r.waitPresence(ctx, survivors, r.cfg.sockets-on)
+	ok, seen, last, err := r.waitPresence(ctx, survivors, r.cfg.sockets-on)
 	if err != nil {
 		return err
 	}
-	p.Cleared, p.ClearedS = ok, round3(time.Since(t0).Seconds())
+	p.Cleared, p.ClearedS = ok, round3(last.Sub(t0).Seconds())
 	for j, n := range survivors {
 		st, err := r.stats(ctx, n, false)
 		if err != nil {
@@ -1159,11 +1201,11 @@ func (r *clusterRun) phaseStorm(ctx context.Context) error {
 		r.problem("storm: %d sockets half-joined at the end", p.HalfJoined)
 	}
 	if r.cfg.phases["presence"] {
-		ok, seen, err := r.waitPresence(ctx, r.nodes, S)
+		ok, seen, last, err := r.waitPresence(ctx, r.nodes, S)
 		if err != nil {
 			return err
 		}
-		p.PresenceConverged, p.PresenceConvergedS = ok, round3(time.Since(t0).Seconds())
+		p.PresenceConverged, p.PresenceConvergedS = ok, round3(max(0, last.Sub(t0).Seconds()))
 		if !ok {
 			r.problem("storm: presence did not converge again: %v", seen)
 		}

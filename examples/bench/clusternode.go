@@ -36,10 +36,16 @@ type clusterNode struct {
 	ps      *countingPS
 	tracker *presence.Tracker
 	closePS func() error
+	seen    *diffCounter
 }
 
 func openClusterNode(opts nodeOptions) (*clusterNode, error) {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// PHX_BENCH_LOG=info shows the tracker's peer events (replica down…).
+	level := slog.LevelWarn
+	if os.Getenv("PHX_BENCH_LOG") == "info" {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	ps, closePS, err := cluster.Open(opts.pubsubURL, opts.node, logger)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", opts.node, err)
@@ -49,7 +55,51 @@ func openClusterNode(opts nodeOptions) (*clusterNode, error) {
 	if opts.down > 0 {
 		topts = append(topts, presence.WithDownPeriod(opts.down))
 	}
-	return &clusterNode{opts: opts, ps: cps, tracker: presence.New(cps, topts...), closePS: closePS}, nil
+	n := &clusterNode{opts: opts, ps: cps, tracker: presence.New(cps, topts...), closePS: closePS, seen: &diffCounter{}}
+	for p := range opts.presenceTopics {
+		cps.Subscribe(presenceTopic(p), n.seen)
+	}
+	return n, nil
+}
+
+// diffCounter follows the presence diffs of this node's presence topics:
+// the number of metas they leave visible, and when that number last
+// changed. Counting diffs is cheap at any size, unlike a List of 100,000
+// presences per poll, and it dates a change when the tracker made it
+// rather than when a poll happened to look.
+type diffCounter struct {
+	mu      sync.Mutex
+	metas   int
+	changed int64 // unix nanoseconds
+}
+
+// Deliver implements pubsub.Subscriber; the tracker calls it from its flush.
+func (c *diffCounter) Deliver(m *pubsub.Message) {
+	var d presence.Diff
+	if m.Event != presence.EventDiff || m.Payload.Decode(&d) != nil {
+		return
+	}
+	delta := 0
+	for _, e := range d.Joins {
+		delta += len(e.Metas)
+	}
+	for _, e := range d.Leaves {
+		delta -= len(e.Metas)
+	}
+	if delta == 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	c.mu.Lock()
+	c.metas += delta
+	c.changed = now
+	c.mu.Unlock()
+}
+
+func (c *diffCounter) get() (metas int, changed int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.metas, c.changed
 }
 
 // close stops the tracker without a goodbye (as a crash would, but with
@@ -85,9 +135,13 @@ type nodeStats struct {
 	StackInuse  uint64         `json:"stack_inuse"`
 	RSSKiB      int64          `json:"rss_kib"`
 	CPUS        float64        `json:"cpu_s"`
-	Presence    map[string]int `json:"presence,omitempty"`
-	PubSub      *psCounts      `json:"pubsub,omitempty"`
-	UnixNano    int64          `json:"unix_nano"`
+	Presence    map[string]int `json:"presence,omitempty"` // ?list=1: from Tracker.List
+	// PresenceSeen is the number of visible metas per the diffs, and
+	// PresenceChanged (unix ns) when it last changed.
+	PresenceSeen    int       `json:"presence_seen"`
+	PresenceChanged int64     `json:"presence_changed"`
+	PubSub          *psCounts `json:"pubsub,omitempty"`
+	UnixNano        int64     `json:"unix_nano"`
 }
 
 // statsHandler serves GET /api/stats; ?gc=1 collects garbage first, so
@@ -105,7 +159,10 @@ func statsHandler(connections func() int, cn *clusterNode) http.HandlerFunc {
 		st.CPUS, _ = procCPU(os.Getpid())
 		if cn != nil {
 			st.Node = cn.opts.node
-			st.Presence = cn.presenceCounts()
+			if r.URL.Query().Get("list") == "1" {
+				st.Presence = cn.presenceCounts()
+			}
+			st.PresenceSeen, st.PresenceChanged = cn.seen.get()
 			c := cn.ps.counts()
 			st.PubSub = &c
 		}
