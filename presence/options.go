@@ -23,6 +23,11 @@ const (
 	DefaultPermdownPeriod = 20 * time.Minute
 	// DefaultCoalesce is the default window over which diffs are coalesced.
 	DefaultCoalesce = 20 * time.Millisecond
+	// DefaultMaxMessageBytes bounds one replication message. A transfer of
+	// a large state, or the delta of a burst of joins, is sent as several
+	// messages of at most about this size, well under NATS's default 1 MB
+	// max_payload.
+	DefaultMaxMessageBytes = 256 << 10
 )
 
 // FetchFunc enriches the entries of a topic in one batch, like Phoenix's
@@ -42,6 +47,7 @@ type config struct {
 	down      time.Duration
 	permdown  time.Duration
 	coalesce  time.Duration
+	maxMsg    int
 	fetch     FetchFunc
 	logger    *slog.Logger
 	now       func() time.Time
@@ -54,6 +60,7 @@ func defaultConfig() config {
 		down:      DefaultDownPeriod,
 		permdown:  DefaultPermdownPeriod,
 		coalesce:  DefaultCoalesce,
+		maxMsg:    DefaultMaxMessageBytes,
 		now:       time.Now,
 	}
 }
@@ -88,6 +95,12 @@ func WithCoalesce(d time.Duration) Option { return func(c *config) { c.coalesce 
 
 // WithFetch sets the hook that enriches entries (default none).
 func WithFetch(fn FetchFunc) Option { return func(c *config) { c.fetch = fn } }
+
+// WithMaxMessageBytes bounds the size of one replication message (default
+// DefaultMaxMessageBytes, 256 KiB). Larger states are split into several
+// messages, each merged on its own. Set it below the broker's message limit
+// (NATS max_payload); 0 or less sends every state in one message.
+func WithMaxMessageBytes(n int) Option { return func(c *config) { c.maxMsg = n } }
 
 // WithLogger sets the logger (default slog.Default()). Peers going up and
 // down are logged at Info, transfers at Debug, replication failures at Warn.

@@ -395,9 +395,14 @@ func (t *Tracker) tick(first bool) {
 
 	if hb != nil {
 		// A lost delta is not fatal: peers see our clock move past what
-		// they have and ask for a transfer.
-		if err := t.broadcast(t.ctx, t.topic, evHeartbeat, *hb); err != nil {
-			t.log.Warn("presence: heartbeat", "err", err)
+		// they have and ask for a transfer. A large delta goes out as
+		// several heartbeats, each with the clock.
+		for _, part := range split(hb.State, t.cfg.maxMsg, hb.Clock) {
+			hb.State = part
+			if err := t.broadcast(t.ctx, t.topic, evHeartbeat, *hb); err != nil {
+				t.log.Warn("presence: heartbeat", "err", err)
+				break
+			}
 		}
 	}
 	for _, r := range reqs {
@@ -500,9 +505,13 @@ func (t *Tracker) handle(m *pubsub.Message, at time.Time) {
 		t.log.Warn("presence: skipped undecodable metas", "from", w.From.Node, "count", bad)
 	}
 	if ack != nil {
-		t.log.Debug("presence: transfer", "peer", w.From.Node, "values", len(ack.Values))
-		if err := t.broadcast(t.ctx, t.directTopic(w.From), evTransferAck, wireMsg{From: t.self, State: ack}); err != nil {
-			t.log.Warn("presence: transfer", "peer", w.From.Node, "err", err)
+		parts := split(ack, t.cfg.maxMsg, nil)
+		t.log.Debug("presence: transfer", "peer", w.From.Node, "values", len(ack.Values), "messages", len(parts))
+		for _, part := range parts {
+			if err := t.broadcast(t.ctx, t.directTopic(w.From), evTransferAck, wireMsg{From: t.self, State: part}); err != nil {
+				t.log.Warn("presence: transfer", "peer", w.From.Node, "err", err)
+				break
+			}
 		}
 	}
 	t.changed(started)

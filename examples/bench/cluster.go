@@ -397,10 +397,12 @@ func startBroker(ctx context.Context, spec, dir string) (string, func(), error) 
 		if err != nil {
 			return "", nil, fmt.Errorf("-pubsub nats needs nats-server in PATH (install nats-server): %w", err)
 		}
-		// max_payload is raised from 1 MB: a full-state transfer of one
-		// node's presences exceeds it at 10,000+ presences per node.
+		// max_payload stays at NATS's default 1 MB: the tracker splits
+		// transfers into 256 KiB messages. max_pending (per-client bytes
+		// the server buffers, 64 MB by default) is raised because a
+		// reconnect storm sends every node's state to every node at once.
 		conf := filepath.Join(dir, "nats.conf")
-		if err := os.WriteFile(conf, []byte("max_payload: 16777216\nmax_pending: 268435456\n"), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte("max_pending: 268435456\n"), 0o644); err != nil {
 			return "", nil, fmt.Errorf("nats config: %w", err)
 		}
 		cmd = exec.Command(bin, "-c", conf, "-a", "127.0.0.1", "-p", strconv.Itoa(port))
