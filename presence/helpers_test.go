@@ -21,10 +21,11 @@ type cluster struct {
 	mu    sync.Mutex
 	nodes map[string]*clusterNode
 	cut   map[string]bool
+	links map[[2]string]bool // one-way cuts: from, to
 }
 
 func newCluster() *cluster {
-	return &cluster{nodes: make(map[string]*clusterNode), cut: make(map[string]bool)}
+	return &cluster{nodes: make(map[string]*clusterNode), cut: make(map[string]bool), links: make(map[[2]string]bool)}
 }
 
 // node returns the PubSub of the named node, creating it on first use.
@@ -46,6 +47,22 @@ func (c *cluster) partition(name string, cut bool) {
 	c.mu.Unlock()
 }
 
+// cutLink drops (or, with cut false, delivers again) the messages from one
+// node to another, leaving every other path alone.
+func (c *cluster) cutLink(from, to string, cut bool) {
+	c.mu.Lock()
+	c.links[[2]string{from, to}] = cut
+	c.mu.Unlock()
+}
+
+// heal ends every partition and link cut.
+func (c *cluster) heal() {
+	c.mu.Lock()
+	clear(c.cut)
+	clear(c.links)
+	c.mu.Unlock()
+}
+
 type clusterNode struct {
 	c     *cluster
 	name  string
@@ -62,7 +79,7 @@ func (n *clusterNode) Broadcast(_ context.Context, m *pubsub.Message) error {
 	n.c.mu.Lock()
 	var to []*clusterNode
 	for _, o := range n.c.nodes {
-		if o == n || (!n.c.cut[n.name] && !n.c.cut[o.name]) {
+		if o == n || (!n.c.cut[n.name] && !n.c.cut[o.name] && !n.c.links[[2]string{n.name, o.name}]) {
 			to = append(to, o)
 		}
 	}

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -264,5 +266,59 @@ func TestTransferOverNATSDefaultMaxPayload(t *testing.T) {
 				10*time.Second, 20*time.Millisecond, "log: %s", warn.all())
 			assert.Zero(t, count())
 		})
+	}
+}
+
+// TestChurnWithSplitMessagesAndPartitions drives four trackers whose every
+// replication state is split into small messages through churn and
+// repeated partitions (downs, ups, transfers), then checks that they
+// converge and that each node's diffs, replayed the way phoenix.js does,
+// end at its List.
+func TestChurnWithSplitMessagesAndPartitions(t *testing.T) {
+	c := newCluster()
+	names := []string{"a", "b", "c", "d"}
+	var ts []*Tracker
+	var recs []*recorder
+	for _, n := range names {
+		recs = append(recs, record(t, c.node(n), "room:1"))
+		ts = append(ts, newTracker(t, c.node(n), fast(WithMaxMessageBytes(2<<10))...))
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 2))
+	var live []*fakeChan
+	for round := range 40 {
+		cut := names[rng.IntN(len(names))]
+		switch round % 4 {
+		case 0:
+			c.partition(cut, true)
+		case 1, 2: // one-way: a node misses one peer but hears it through transfers from others
+			c.cutLink(cut, names[rng.IntN(len(names))], true)
+		}
+		for range 50 {
+			if len(live) > 0 && rng.IntN(3) == 0 {
+				i := rng.IntN(len(live))
+				live[i].exit()
+				live = append(live[:i], live[i+1:]...)
+				continue
+			}
+			n := rng.IntN(len(ts))
+			ch := newChan("room:1")
+			_, err := ts[n].Track(ch, fmt.Sprintf("user%d", rng.IntN(200)), map[string]any{"n": n})
+			require.NoError(t, err)
+			live = append(live, ch)
+		}
+		time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond) // sometimes past the down period
+		if round%4 == 3 {
+			c.heal()
+		}
+	}
+	c.heal()
+	got := converged(t, "room:1", ts...)
+	assert.Equal(t, len(live), countMetas(got))
+	for i, rec := range recs {
+		assert.Eventually(t, func() bool {
+			return maps.EqualFunc(got, sortedRefs(replay(rec.all()).refs()), slices.Equal)
+		}, wait, poll, "node %s's diffs end at its List", names[i])
 	}
 }
