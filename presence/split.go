@@ -1,13 +1,14 @@
 package presence
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"unicode/utf8"
 )
 
 // A full state is one node's view of every presence in the cluster: about
-// 130 bytes of JSON per presence, so a node of 10,000 sockets already sends
+// 130 bytes of JSON per presence, so a node of about 8,000 sockets already sends
 // more than NATS's default 1 MB max_payload in a transfer, and a burst of
 // joins can do the same to a heartbeat's delta. split cuts such a state into
 // messages of at most about max bytes that are each a valid state on their
@@ -104,8 +105,8 @@ type piece struct {
 // estimated size stays within budget, walking dots and values in counter
 // order.
 func pieces(cz wireCausal, values []wireValue, budget int) []piece {
-	values = slices.Clone(values)
-	slices.SortFunc(values, func(a, b wireValue) int { return cmpUint(a.C, b.C) })
+	// values is split's own slice; cz.Dots belongs to the caller.
+	slices.SortFunc(values, func(a, b wireValue) int { return cmp.Compare(a.C, b.C) })
 	dots := slices.Clone(cz.Dots)
 	slices.Sort(dots)
 
@@ -158,16 +159,6 @@ func rangeOf(cz wireCausal, lo, hi uint64, dots []uint64) wireCausal {
 		from, upto = 0, 0 // nothing of the contiguous range in here
 	}
 	return wireCausal{I: cz.I, From: from, Upto: upto, Dots: dots}
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Estimated JSON sizes, never below the real ones: numbers are counted at

@@ -96,10 +96,10 @@ func TestSplitTransferMergesLikeTheWhole(t *testing.T) {
 
 	ws := a.extract(whole.self, whole.clock())
 	full := encodedSize(t, a.self, ws)
-	split := split(ws, limit, nil)
-	require.Greater(t, len(split), 5, "a %d-byte state in %d-byte messages", full, limit)
+	msgs := split(ws, limit, nil)
+	require.Greater(t, len(msgs), 5, "a %d-byte state in %d-byte messages", full, limit)
 	total := 0
-	for _, p := range split {
+	for _, p := range msgs {
 		n := encodedSize(t, a.self, p)
 		assert.LessOrEqual(t, n, limit)
 		total += len(p.Values)
@@ -107,8 +107,8 @@ func TestSplitTransferMergesLikeTheWhole(t *testing.T) {
 	assert.Equal(t, len(ws.Values), total, "every value in exactly one message")
 
 	whole.merge(ws)
-	rand.Shuffle(len(split), func(i, j int) { split[i], split[j] = split[j], split[i] })
-	for _, p := range split {
+	rand.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
+	for _, p := range msgs {
 		parts.merge(p)
 	}
 	assert.Equal(t, fingerprint(whole), fingerprint(parts))
