@@ -67,7 +67,6 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	natsgo "github.com/nats-io/nats.go"
@@ -142,9 +141,13 @@ type Store struct {
 
 	// epoch is the latest epoch this node knows of, the one Publish
 	// reports, or "" while the consumer has lost its stream (which may have
-	// been recreated). The consumer stamps deliveries with the epoch of the
-	// stream it actually reads.
-	epoch atomic.Pointer[string]
+	// been recreated). seen is the highest sequence known to be stored in
+	// that stream: a publish acknowledged at or below it went to another
+	// stream, one recreated since. The consumer stamps deliveries with the
+	// epoch of the stream it actually reads.
+	posMu sync.Mutex
+	epoch string
+	seen  uint64
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -218,9 +221,7 @@ func New(ctx context.Context, ps pubsub.PubSub, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("natshistory: create stream %q: %w", opts.Stream, err)
 	}
-	e := epochOf(st.CachedInfo())
-	s.epoch.Store(&e)
-	cons, epoch, next, err := s.start(ctx, e, st.CachedInfo().State.LastSeq+1)
+	cons, epoch, next, err := s.start(ctx, epochOf(st.CachedInfo()), st.CachedInfo().State.LastSeq+1)
 	if err != nil {
 		return nil, err
 	}
@@ -246,10 +247,15 @@ func (s *Store) subject(topic string) string {
 func (s *Store) DenseOffsets() bool { return false }
 
 // Publish implements history.Store. ps must be (or wrap) the adapter the
-// Store was created with. m.Offset is exact; m.Epoch is the latest epoch
-// this node knows of, which right after another node recreated the stream
-// may still be the previous one (the subscribers' copies, which come from
-// the consumer, always carry the epoch of the stream they were read from).
+// Store was created with. m.Offset is exact. m.Epoch is the latest epoch
+// this node knows of, checked against the acknowledgement: a sequence at or
+// below one this node saw stored under that epoch means the stream was
+// recreated by another node, and the stream is asked for its epoch. One
+// case escapes the check: another node recreated the stream and published
+// past this node's last sequence before this node's consumer noticed; the
+// caller's copy may then carry the previous epoch. The subscribers' copies,
+// which come from the consumer, always carry the epoch of the stream they
+// were read from.
 func (s *Store) Publish(ctx context.Context, ps pubsub.PubSub, m *pubsub.Message) error {
 	if np, ok := pubsub.Underlying(ps).(*phxnats.PubSub); !ok || np != s.ps {
 		return fmt.Errorf("%w: natshistory needs the NATS adapter it was created with, not %T", history.ErrUnsupported, pubsub.Underlying(ps))
@@ -273,6 +279,7 @@ func (s *Store) Publish(ctx context.Context, ps pubsub.PubSub, m *pubsub.Message
 	defer s.bufs.Put(bp)
 	*bp = appendStored((*bp)[:0], m.Node, m)
 	subj := s.subject(m.Topic)
+	known, before := s.position()
 	ack, err := s.js.Publish(ctx, subj, *bp, jetstream.WithExpectStream(s.opts.Stream), jetstream.WithRetryAttempts(0))
 	if errors.Is(err, jetstream.ErrNoStreamResponse) {
 		// No stream captures the subject: it was deleted. Recreate it (a
@@ -288,17 +295,54 @@ func (s *Store) Publish(ctx context.Context, ps pubsub.PubSub, m *pubsub.Message
 	}
 	// The caller's copy learns its position too; subscribers get theirs
 	// from their node's consumer, which reads the stream's epoch.
-	m.Offset, m.Epoch = ack.Sequence, *s.epoch.Load()
-	if m.Epoch == "" {
-		// The consumer lost its stream, which may have been recreated:
-		// ask. Should that fail, the broadcast is nevertheless stored and
-		// delivered, and only this copy lacks its epoch.
-		if st, err := s.js.Stream(ctx, s.opts.Stream); err == nil {
-			m.Epoch = epochOf(st.CachedInfo())
-			s.noteEpoch(m.Epoch)
-		}
+	m.Offset = ack.Sequence
+	if e, _ := s.position(); e == known && known != "" && ack.Sequence > before {
+		// Stored after a broadcast this node saw in the stream of known:
+		// the same stream.
+		m.Epoch = known
+		s.saw(known, ack.Sequence)
+		return nil
+	}
+	// The consumer lost its stream, or the epoch changed during the
+	// publish, or the sequence went back (the stream was recreated): ask.
+	// Should that fail, the broadcast is nevertheless stored and
+	// delivered, and only this copy lacks its epoch.
+	if st, err := s.js.Stream(ctx, s.opts.Stream); err == nil {
+		m.Epoch = epochOf(st.CachedInfo())
+		s.noteEpoch(m.Epoch)
+		s.saw(m.Epoch, ack.Sequence)
 	}
 	return nil
+}
+
+// position returns the epoch this node knows of and the highest sequence
+// it saw stored under it.
+func (s *Store) position() (string, uint64) {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	return s.epoch, s.seen
+}
+
+// saw records that seq is stored in the stream of epoch.
+func (s *Store) saw(epoch string, seq uint64) {
+	s.posMu.Lock()
+	if s.epoch == epoch && seq > s.seen {
+		s.seen = seq
+	}
+	s.posMu.Unlock()
+}
+
+// setEpoch records the epoch of the stream the consumer reads, and seq as
+// stored in it; it reports whether the epoch changed.
+func (s *Store) setEpoch(epoch string, seq uint64) bool {
+	s.posMu.Lock()
+	defer s.posMu.Unlock()
+	if s.epoch == epoch {
+		s.seen = max(s.seen, seq)
+		return false
+	}
+	s.epoch, s.seen = epoch, seq
+	return true
 }
 
 // appendStored encodes m as stored in the stream: an envelope with history
@@ -389,7 +433,7 @@ func (s *Store) stream(ctx context.Context) (jetstream.Stream, error) {
 // noteEpoch records an epoch seen by Publish or Since; a new one means the
 // stream was recreated, and the consumer starts over on the new stream.
 func (s *Store) noteEpoch(e string) {
-	if old := s.epoch.Swap(&e); old == nil || *old != e {
+	if s.setEpoch(e, 0) {
 		s.restart()
 	}
 }
@@ -594,7 +638,7 @@ func (s *Store) start(ctx context.Context, epoch string, next uint64) (jetstream
 		s.deleteConsumer(ctx, cons)
 		return nil, "", 0, fmt.Errorf("natshistory: %w", err)
 	}
-	s.epoch.Store(&epoch)
+	s.setEpoch(epoch, next-1)
 	return cons, epoch, next, nil
 }
 
@@ -609,7 +653,7 @@ func (s *Store) run(cons jetstream.Consumer, epoch string, next uint64) {
 			// Most likely with the stream: until the consumer knows which
 			// stream it reads, Publish asks.
 			s.log.Info("history delivery consumer deleted; starting over", "from", next)
-			s.epoch.Store(new(string))
+			s.setEpoch("", 0)
 			err = nil // start over at once
 		}
 		s.deleteConsumer(context.Background(), cons)
@@ -689,6 +733,7 @@ func (s *Store) consume(cons jetstream.Consumer, epoch string, next *uint64) err
 			return nil
 		}
 		delivered, *next = md.Sequence.Consumer, md.Sequence.Stream+1
+		s.saw(epoch, md.Sequence.Stream)
 		m, err := decodeStored(msg.Data(), md.Sequence.Stream, epoch)
 		if err != nil {
 			s.log.Warn("dropping undecodable history entry", "seq", md.Sequence.Stream, "err", err)

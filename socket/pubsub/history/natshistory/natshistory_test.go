@@ -397,6 +397,37 @@ func TestFlush(t *testing.T) {
 	}
 }
 
+// TestPublishNoticesRecreation: a node that missed a flush (its consumer
+// was not told, as happens when the deletion races a pull) still gives the
+// publisher's copy the new stream's epoch, because the acknowledged
+// sequence went back.
+func TestPublishNoticesRecreation(t *testing.T) {
+	srv := pubsubtest.StartJetStream(t)
+	a := newNode(t, srv, "a", natshistory.Options{})
+	b := newNode(t, srv, "b", natshistory.Options{})
+	var ra recorder
+	a.ps.Subscribe("room:1", &ra)
+	var old *pubsub.Message
+	for i := range 3 {
+		old = publish(t, a, "room:1", i)
+	}
+	ra.wait(t, 3)
+	require.NoError(t, a.js.DeleteStream(context.Background(), natshistory.DefaultStream))
+	m := publish(t, b, "room:1", 3) // recreates the stream
+	require.NotEqual(t, old.Epoch, m.Epoch)
+	got := ra.waitFor(t, 3) // a's consumer reads the new stream
+	require.Equal(t, m.Epoch, got[3].Epoch)
+
+	a.store.ForgetRecreation(old.Epoch, old.Offset)
+	m2 := publish(t, a, "room:1", 4)
+	assert.Equal(t, history.Position{Offset: 2, Epoch: m.Epoch}, history.Position{Offset: m2.Offset, Epoch: m2.Epoch})
+	got = ra.waitFor(t, 4)
+	assert.Equal(t, m.Epoch, got[4].Epoch)
+	// Known again, and trusted: the next publish needs no question.
+	m3 := publish(t, a, "room:1", 5)
+	assert.Equal(t, history.Position{Offset: 3, Epoch: m.Epoch}, history.Position{Offset: m3.Offset, Epoch: m3.Epoch})
+}
+
 // TestConsumerLossResumes deletes a node's delivery consumer: the node
 // starts over after the last broadcast it delivered, missing none and
 // repeating none.
