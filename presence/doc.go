@@ -41,6 +41,8 @@
 // local subscribers, so clients never receive a change twice. A node that is
 // not heard from for the down period has its presences reported as leaves
 // (and reported as joins again if it comes back); after the permdown period
-// they are forgotten. docs/presence.md describes the design and its
+// they are forgotten. A node counts only the time it was listening: if its
+// own tracker got no CPU for a while (a starved box), its peers' silence
+// during that stall is not held against them. docs/presence.md describes the design and its
 // guarantees.
 package presence

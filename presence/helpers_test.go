@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -252,3 +253,7 @@ func replay(diffs []Diff) client {
 	}
 	return c
 }
+
+// withMono sets the real-time source the tracker measures its own stalls
+// with (default time.Now).
+func withMono(f func() time.Time) Option { return func(c *config) { c.mono = f } }

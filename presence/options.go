@@ -51,6 +51,10 @@ type config struct {
 	fetch     FetchFunc
 	logger    *slog.Logger
 	now       func() time.Time
+	// mono is the real time the tracker's own pace is measured in (see
+	// Tracker.stalled), apart from now so that tests can move the
+	// peers' clock without it looking like a stall.
+	mono func() time.Time
 }
 
 func defaultConfig() config {
@@ -62,6 +66,7 @@ func defaultConfig() config {
 		coalesce:  DefaultCoalesce,
 		maxMsg:    DefaultMaxMessageBytes,
 		now:       time.Now,
+		mono:      time.Now,
 	}
 }
 

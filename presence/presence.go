@@ -68,6 +68,8 @@ type Tracker struct {
 	silent  int
 	samples int
 
+	lastCheck time.Time // when peers were last checked for silence (cfg.mono); under mu
+
 	kick   chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
@@ -95,6 +97,9 @@ func New(ps pubsub.PubSub, opts ...Option) *Tracker {
 	}
 	if cfg.now == nil {
 		cfg.now = time.Now
+	}
+	if cfg.mono == nil {
+		cfg.mono = time.Now
 	}
 	if cfg.broadcast <= 0 {
 		cfg.broadcast = DefaultBroadcastPeriod
@@ -437,12 +442,44 @@ func (t *Tracker) detectDowns() {
 
 // forgetSilent is detectDowns under t.mu.
 func (t *Tracker) forgetSilent(now time.Time) {
+	if stall := t.stalled(); stall > 0 {
+		// A long merge stalls the tracker for a fraction of a second;
+		// one that came close to costing every peer is worth a warning.
+		level := slog.LevelDebug
+		if stall >= t.cfg.down/2 {
+			level = slog.LevelWarn
+		}
+		t.log.Log(t.ctx, level, "presence: tracker stalled; its peers' silence meanwhile is not held against them", "stall", stall)
+		t.st.excuse(stall, now)
+	}
 	t.st.detectDowns(now, t.cfg.down, t.cfg.permdown)
 	for p := range t.clocks {
 		if !t.st.visible(p) {
 			delete(t.clocks, p)
 		}
 	}
+}
+
+// stalled returns for how long, beyond its check period, this tracker has
+// not looked at its peers: its process got no CPU (a starved box, a
+// stopped VM, a long GC assist) or its goroutine was blocked. A peer's
+// heartbeats may be waiting unread in a socket all that time, so silence
+// during a stall is no evidence against the peer; without this, a
+// tracker starved for longer than the down period would mark every peer
+// down at once on waking, and take them all back a moment later. A dead
+// peer is then noticed that much later. Under t.mu.
+func (t *Tracker) stalled() time.Duration {
+	m := t.cfg.mono()
+	last := t.lastCheck
+	t.lastCheck = m
+	period := downCheckPeriod(t.cfg.down)
+	if last.IsZero() {
+		return 0
+	}
+	if gap := m.Sub(last); gap > 2*period {
+		return gap - period
+	}
+	return 0
 }
 
 // drain handles the queued replication messages.

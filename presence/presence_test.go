@@ -486,3 +486,37 @@ func TestQueuedHeartbeatKeepsPeerUp(t *testing.T) {
 	a.flushMu.Unlock()
 	assert.True(t, ok, "bob's node heartbeat in time; it only waited in a's queue")
 }
+
+// A tracker that got no CPU for longer than the down period (a starved
+// box) does not hold its peers' silence meanwhile against them: their
+// heartbeats may be unread in a socket. Silence while the tracker runs
+// on time still marks a peer down.
+func TestStalledTrackerExcusesSilence(t *testing.T) {
+	c := newCluster()
+	var mu sync.Mutex
+	now, mono := time.Now(), time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	real := func() time.Time { mu.Lock(); defer mu.Unlock(); return mono }
+	opts := []Option{WithBroadcastPeriod(8 * time.Second), WithDownPeriod(20 * time.Second), WithCoalesce(0)}
+	a := newTracker(t, c.node("a"), append(opts, WithClock(clock), withMono(real), WithNode("a"))...)
+	b := newTracker(t, c.node("b"), append(opts, WithNode("b"))...)
+	_, err := b.Track(newChan("room:1"), "bob", nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, ok := a.List("room:1")["bob"]; return ok }, 5*time.Second, poll)
+	a.detectDowns() // the check the stall is measured from
+
+	c.partition("b", true)
+	mu.Lock()
+	now, mono = now.Add(21*time.Second), mono.Add(21*time.Second) // a was stopped for 21 s
+	mu.Unlock()
+	a.detectDowns()
+	_, ok := a.List("room:1")["bob"]
+	assert.True(t, ok, "b was silent only while a could not listen")
+
+	mu.Lock()
+	now = now.Add(21 * time.Second) // a ran on time, b stayed silent
+	mu.Unlock()
+	a.detectDowns()
+	_, ok = a.List("room:1")["bob"]
+	assert.False(t, ok, "b was silent for 21 s while a was listening")
+}

@@ -534,6 +534,16 @@ func (s *state) detectDowns(now time.Time, downAfter, permdownAfter time.Duratio
 	}
 }
 
+// excuse forgives every peer d of silence (capped at now): this node was
+// not listening for that long.
+func (s *state) excuse(d time.Duration, now time.Time) {
+	for _, p := range s.peers {
+		if p.lastSeen = p.lastSeen.Add(d); p.lastSeen.After(now) {
+			p.lastSeen = now
+		}
+	}
+}
+
 // transfersNeeded picks the peers to ask for a transfer, from their latest
 // announced clocks: those that have observed more of some replica we know and
 // consider up than we have, leaving out a peer whose clock is dominated by
