@@ -813,12 +813,13 @@ func (r *clusterRun) waitPresence(ctx context.Context, nodes []*benchNode, want 
 		}
 		if all {
 			for _, n := range nodes {
-				st, err := r.statsQuery(ctx, n, "list=1")
+				l, d, err := r.listAgrees(ctx, n, want)
 				if err != nil {
 					return false, seen, time.Time{}, err
 				}
-				if l := presenceSeen(st); l != want {
-					r.problem("presence: %s's diffs show %d presences but List has %d", n.name, want, l)
+				if l != want || d != want {
+					r.problem("presence: %s lists %d presences and its diffs show %d, for %s after they showed %d",
+						n.name, l, d, listSettle, want)
 					seen[n.name] = l
 					all = false
 				}
@@ -833,6 +834,33 @@ func (r *clusterRun) waitPresence(ctx context.Context, nodes []*benchNode, want 
 		}
 	}
 }
+
+// listAgrees returns what n's List and diffs count once both are want, or
+// after listSettle of anything else. A socket that rejoins at the
+// moment of the check (its heartbeat timed out on a loaded box) leaves List
+// and the diffs apart for a moment: the tracker changes its state at once
+// and sends the diff after the coalescing window, or later if it is
+// starved. Only a difference that outlasts that is a problem.
+func (r *clusterRun) listAgrees(ctx context.Context, n *benchNode, want int) (list, diffs int, err error) {
+	deadline := time.Now().Add(listSettle)
+	for {
+		st, err := r.statsQuery(ctx, n, "list=1")
+		if err != nil {
+			return 0, 0, err
+		}
+		list, diffs = presenceSeen(st), st.PresenceSeen
+		if (list == want && diffs == want) || time.Now().After(deadline) {
+			return list, diffs, nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return 0, 0, err
+		}
+	}
+}
+
+// listSettle bounds how long List and the diffs may disagree before it is
+// a problem: well above a starved tracker's flush delay (seconds).
+const listSettle = 10 * time.Second
 
 func (r *clusterRun) allStats(ctx context.Context, gc bool) ([]nodeStats, error) {
 	out := make([]nodeStats, len(r.nodes))
