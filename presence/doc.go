@@ -43,6 +43,6 @@
 // (and reported as joins again if it comes back); after the permdown period
 // they are forgotten. A node counts only the time it was listening: if its
 // own tracker got no CPU for a while (a starved box), its peers' silence
-// during that stall is not held against them. docs/presence.md describes the design and its
-// guarantees.
+// during that stall is not held against them. docs/presence.md describes
+// the design and its guarantees.
 package presence

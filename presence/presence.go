@@ -472,10 +472,10 @@ func (t *Tracker) stalled() time.Duration {
 	m := t.cfg.mono()
 	last := t.lastCheck
 	t.lastCheck = m
-	period := downCheckPeriod(t.cfg.down)
 	if last.IsZero() {
 		return 0
 	}
+	period := downCheckPeriod(t.cfg.down)
 	if gap := m.Sub(last); gap > 2*period {
 		return gap - period
 	}

@@ -85,6 +85,10 @@ type diffCounter struct {
 
 type refKey struct{ topic, ref string }
 
+func refOf(topic string, meta map[string]any) refKey {
+	return refKey{topic, fmt.Sprint(meta["phx_ref"])}
+}
+
 // Deliver implements pubsub.Subscriber; the tracker calls it from its flush.
 func (c *diffCounter) Deliver(m *pubsub.Message) {
 	var d presence.Diff
@@ -98,19 +102,16 @@ func (c *diffCounter) Deliver(m *pubsub.Message) {
 	for _, e := range d.Leaves {
 		delta -= len(e.Metas)
 	}
+	now := time.Now().UnixNano()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.refs != nil {
 		c.note(m.Topic, d)
 	}
-	c.mu.Unlock()
-	if delta == 0 {
-		return
+	if delta != 0 {
+		c.metas += delta
+		c.changed = now
 	}
-	now := time.Now().UnixNano()
-	c.mu.Lock()
-	c.metas += delta
-	c.changed = now
-	c.mu.Unlock()
 }
 
 // note applies a diff to refs, logging what no sequence of diffs should
@@ -119,7 +120,7 @@ func (c *diffCounter) Deliver(m *pubsub.Message) {
 func (c *diffCounter) note(topic string, d presence.Diff) {
 	for key, e := range d.Joins {
 		for _, m := range e.Metas {
-			k := refKey{topic, fmt.Sprint(m["phx_ref"])}
+			k := refOf(topic, m)
 			if _, dup := c.refs[k]; dup {
 				fmt.Fprintf(os.Stderr, "check: diff joins %s %s ref %s, already visible\n", topic, key, k.ref)
 			}
@@ -128,7 +129,7 @@ func (c *diffCounter) note(topic string, d presence.Diff) {
 	}
 	for key, e := range d.Leaves {
 		for _, m := range e.Metas {
-			k := refKey{topic, fmt.Sprint(m["phx_ref"])}
+			k := refOf(topic, m)
 			if _, ok := c.refs[k]; !ok {
 				fmt.Fprintf(os.Stderr, "check: diff leaves %s %s ref %s, not visible\n", topic, key, k.ref)
 			}
@@ -149,7 +150,7 @@ func (c *diffCounter) mismatch(lists map[string]map[string]presence.Entry) []str
 	for topic, es := range lists {
 		for key, e := range es {
 			for _, m := range e.Metas {
-				k := refKey{topic, fmt.Sprint(m["phx_ref"])}
+				k := refOf(topic, m)
 				listed[k] = true
 				if _, ok := c.refs[k]; !ok {
 					out = append(out, fmt.Sprintf("listed, not in diffs: %s %s ref %s", topic, key, k.ref))
@@ -180,13 +181,11 @@ func (n *clusterNode) close() error {
 // presenceCounts is the number of metas the tracker lists for each presence
 // topic: what this node sees cluster-wide.
 func (n *clusterNode) presenceCounts() map[string]int {
-	out := make(map[string]int, n.opts.presenceTopics)
-	lists := make(map[string]map[string]presence.Entry, n.opts.presenceTopics)
-	for p := range n.opts.presenceTopics {
-		topic := presenceTopic(p)
+	lists := n.lists()
+	out := make(map[string]int, len(lists))
+	for topic, es := range lists {
 		total := 0
-		lists[topic] = n.tracker.List(topic)
-		for _, e := range lists[topic] {
+		for _, e := range es {
 			total += len(e.Metas)
 		}
 		out[topic] = total
@@ -195,10 +194,7 @@ func (n *clusterNode) presenceCounts() map[string]int {
 		// A socket rejoining while List and the diffs are read shows up
 		// once; what is still there a second later is real.
 		time.Sleep(time.Second)
-		for p := range n.opts.presenceTopics {
-			lists[presenceTopic(p)] = n.tracker.List(presenceTopic(p))
-		}
-		again := n.seen.mismatch(lists)
+		again := n.seen.mismatch(n.lists())
 		for i, l := range first {
 			if i == 20 {
 				fmt.Fprintf(os.Stderr, "check: %s: more\n", n.opts.node)
@@ -206,6 +202,15 @@ func (n *clusterNode) presenceCounts() map[string]int {
 			}
 			fmt.Fprintf(os.Stderr, "check: %s: %s (a second later: %t)\n", n.opts.node, l, slices.Contains(again, l))
 		}
+	}
+	return out
+}
+
+// lists is the tracker's List of each presence topic.
+func (n *clusterNode) lists() map[string]map[string]presence.Entry {
+	out := make(map[string]map[string]presence.Entry, n.opts.presenceTopics)
+	for p := range n.opts.presenceTopics {
+		out[presenceTopic(p)] = n.tracker.List(presenceTopic(p))
 	}
 	return out
 }

@@ -309,8 +309,7 @@ func (s *Store) Publish(ctx context.Context, ps pubsub.PubSub, m *pubsub.Message
 	// delivered, and only this copy lacks its epoch.
 	if st, err := s.js.Stream(ctx, s.opts.Stream); err == nil {
 		m.Epoch = epochOf(st.CachedInfo())
-		s.noteEpoch(m.Epoch)
-		s.saw(m.Epoch, ack.Sequence)
+		s.noteEpoch(m.Epoch, ack.Sequence)
 	}
 	return nil
 }
@@ -378,7 +377,7 @@ func (s *Store) ensure(ctx context.Context) (jetstream.Stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.noteEpoch(epochOf(st.CachedInfo()))
+	s.noteEpoch(epochOf(st.CachedInfo()), 0)
 	return st, nil
 }
 
@@ -430,10 +429,11 @@ func (s *Store) stream(ctx context.Context) (jetstream.Stream, error) {
 	}
 }
 
-// noteEpoch records an epoch seen by Publish or Since; a new one means the
-// stream was recreated, and the consumer starts over on the new stream.
-func (s *Store) noteEpoch(e string) {
-	if s.setEpoch(e, 0) {
+// noteEpoch records an epoch seen by Publish or Since, with a sequence
+// stored under it; a new epoch means the stream was recreated, and the
+// consumer starts over on the new stream.
+func (s *Store) noteEpoch(e string, seq uint64) {
+	if s.setEpoch(e, seq) {
 		s.restart()
 	}
 }
